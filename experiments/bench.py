@@ -1,0 +1,140 @@
+"""Throughput benchmark: DrQ-v2 update, replay sampling, env frames/s per suite. One table.
+
+    python -m experiments.bench                       # everything available here
+    python -m experiments.bench --batches 256 1024 --suites dmc atari --out results/bench.md
+
+Times are wall-clock medians over repeated calls after compilation, with the device synchronised
+(``block_until_ready``) around each timed block. Run it on the GPU for reported numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ENV_FOR_SUITE = {"dmc": "dmc/cartpole_swingup", "atari": "atari/Pong",
+                 "adroit": "adroit/door", "toy": "toy/reach"}
+
+
+def _median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
+    jax.block_until_ready(fn())  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            out = fn()
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times)
+
+
+def _filled_replay(spec, capacity: int, key: jax.Array):
+    from rl import replay as replay_lib
+
+    replay = replay_lib.init(spec, capacity, 1)
+    h, w, c = spec.obs_shape
+    obs = jax.random.randint(key, (capacity, 1, h, w, c), 0, 255).astype(jnp.uint8)
+    def add(replay, i):
+        a = jnp.zeros((1, *spec.action.shape), spec.action.dtype)
+        first = (i % 500) == 0
+        return replay_lib.add(replay, obs[i], a, jnp.ones(1), jnp.ones(1), first[None],
+                              ((i % 500) == 499)[None], jnp.zeros(1, bool)), None
+    replay, _ = jax.lax.scan(add, replay, jnp.arange(capacity))
+    return replay
+
+
+def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
+    from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
+    from rl.envs.types import ActionSpec, EnvSpec
+    from rl.loop import make_update_fn
+
+    spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
+    rows = []
+    key = jax.random.PRNGKey(0)
+    replay = jax.jit(_filled_replay, static_argnums=(0, 1))(spec, 20_000, key)
+    for batch in batches:
+        agent = DrQV2Agent(DrQV2Config(batch_size=batch), spec)
+        for k in sorted({1, fused}):
+            update = make_update_fn(agent, k, fused_sampling=True)
+            holder = {"state": agent.init(key)}
+            step = jnp.asarray(10_000)
+
+            def call():
+                holder["state"], metrics = update(holder["state"], replay, key, step)
+                return metrics
+
+            t_compile = time.perf_counter()
+            jax.block_until_ready(call())
+            t_compile = time.perf_counter() - t_compile
+            per_call = _median_time(call, repeats, 20 if k == 1 else 2)
+            rows.append({"what": f"DrQ-v2 update (sample+update, {k} fused/call)", "batch": batch,
+                         "ms": 1e3 * per_call / k, "per_s": k / per_call,
+                         "note": f"compile {t_compile:.1f}s"})
+        sample = jax.jit(agent.sample)
+        per = _median_time(lambda: sample(replay, key), repeats, 50)
+        rows.append({"what": "replay.sample_transitions (n=3, stack 3, 84px)", "batch": batch,
+                     "ms": 1e3 * per, "per_s": 1 / per, "note": "20k-slot buffer on device"})
+    return rows
+
+
+def bench_env(suite: str, steps: int) -> dict:
+    from rl.envs import registry
+
+    env = registry.make(ENV_FOR_SUITE[suite])
+    spec = env.spec
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    def random_action():
+        if spec.action.discrete:
+            return int(rng.integers(spec.action.num_actions))
+        return rng.uniform(spec.action.low, spec.action.high, spec.action.shape).astype(np.float32)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(random_action())
+        if terminated or truncated:
+            env.reset(seed=1)
+    dt = time.perf_counter() - t0
+    env.close()
+    return {"what": f"env {ENV_FOR_SUITE[suite]} {spec.obs_shape} (1 process)", "batch": 1,
+            "ms": 1e3 * dt / steps, "per_s": steps / dt,
+            "note": f"{steps * spec.action_repeat / dt:.0f} frames/s (action repeat {spec.action_repeat})"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--fused", type=int, default=10, help="updates fused per call (scan)")
+    parser.add_argument("--suites", nargs="+", default=list(ENV_FOR_SUITE), choices=list(ENV_FOR_SUITE))
+    parser.add_argument("--env-steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
+    args = parser.parse_args()
+    rows = bench_drqv2(args.batches, args.fused, args.repeats)
+    for suite in args.suites:
+        try:
+            rows.append(bench_env(suite, args.env_steps))
+        except ImportError as err:
+            rows.append({"what": f"env {suite}", "batch": 1, "ms": float("nan"),
+                         "per_s": float("nan"), "note": f"not installed: {err}"})
+    device = jax.devices()[0]
+    head = (f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}, "
+            f"host {platform.node()} ({platform.processor() or platform.machine()})")
+    lines = [head, "", "| what | batch | ms / item | items / s | note |", "|---|---|---|---|---|"]
+    lines += [f"| {r['what']} | {r['batch']} | {r['ms']:.3f} | {r['per_s']:.1f} | {r['note']} |"
+              for r in rows]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Hydra structured configs: the schema every composed config is validated against.
+
+Typed dataclasses (registered in Hydra's ConfigStore) make a typo or a wrong type an error at
+composition time. Agent configs are mirrored from each agent's own frozen config dataclass, so
+the field list lives in one place (the agent module) and Hydra just validates against it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import typing
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from rl.loop import LoopConfig
+
+# agent name -> (module, config class, agent class); the loop only sees the Agent protocol
+AGENTS: dict[str, tuple[str, str, str]] = {
+    "drqv2": ("rl.agents.drqv2", "DrQV2Config", "DrQV2Agent"),
+    "imagination": ("rl.agents.imagination", "ImaginationConfig", "ImaginationAgent"),
+}
+
+
+@dataclasses.dataclass
+class EnvConfig:
+    name: str = "toy/reach"
+    size: Optional[int] = None               # None: the suite default (dmc 84, atari 84, toy 32)
+    action_repeat: Optional[int] = None      # None: the convention's per-task default
+    convention: Optional[str] = None         # None: suite default; dmc drqv2|planet, atari spr|storm
+    num_envs: int = 1
+    parallel: bool = False                   # one subprocess per env
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific options
+
+
+@dataclasses.dataclass
+class LoggerConfig:
+    wandb_mode: str = "offline"              # offline | online | disabled
+    project: str = "pixel-mbrl"
+    entity: Optional[str] = None
+
+
+def _mirror_type(tp: Any) -> Any:
+    """Types OmegaConf validates: tuples become lists, nested dataclasses are mirrored."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return List[_mirror_type(args[0]) if args else Any]
+    if origin is typing.Union:
+        args = typing.get_args(tp)
+        if type(None) in args and len(args) == 2:
+            return Optional[_mirror_type(next(a for a in args if a is not type(None)))]
+        return Any
+    if dataclasses.is_dataclass(tp):
+        return mirror(tp)
+    return tp
+
+
+_MIRRORS: dict[type, type] = {}
+
+
+def mirror(cls: type, name: str | None = None) -> type:
+    """A mutable Hydra node with ``cls``'s fields and defaults (plus ``name`` when given)."""
+    if cls in _MIRRORS and name is None:
+        return _MIRRORS[cls]
+    hints = typing.get_type_hints(cls)
+    fields = [] if name is None else [("name", str, dataclasses.field(default=name))]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            default = list(default)
+        if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
+            value = default
+            field = dataclasses.field(default_factory=lambda v=value: _node_default(v))
+        else:
+            field = dataclasses.field(default=default)
+        fields.append((f.name, _mirror_type(hints[f.name]), field))
+    node = dataclasses.make_dataclass(f"{cls.__name__}Node", fields)
+    if name is None:
+        _MIRRORS[cls] = node
+    return node
+
+
+def _node_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        node_cls = mirror(type(value))
+        return node_cls(**{f.name: _node_default(getattr(value, f.name))
+                           for f in dataclasses.fields(value)})
+    if isinstance(value, tuple):
+        return [_node_default(v) for v in value]
+    return value
+
+
+def _from_node(cls: type, node: Any) -> Any:
+    """Builds the agent's own frozen config from a validated Hydra node."""
+    hints = typing.get_type_hints(cls)
+    if isinstance(node, (dict, DictConfig)):  # `+key=value` can append past the schema
+        unknown = sorted(set(node) - {f.name for f in dataclasses.fields(cls)} - {"name"})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        value = node[f.name] if isinstance(node, (dict, DictConfig)) else getattr(node, f.name)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            value = _from_node(tp, value)
+        elif tp is Any and isinstance(value, DictConfig) and "name" in value:
+            value = _from_node(objective_config_class(value.name), value)
+        elif typing.get_origin(tp) is tuple:
+            value = tuple(value)
+        elif isinstance(value, DictConfig):
+            value = OmegaConf.to_container(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+@dataclasses.dataclass
+class Config:
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    agent: Any = MISSING
+    loop: Any = dataclasses.field(default_factory=lambda: mirror(LoopConfig)())
+    logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
+    seed: int = 1
+    resume: Optional[str] = None             # a run directory to continue
+    run_dir: str = "."
+    device: str = "auto"                     # auto | cpu | gpu
+
+
+def agent_class(name: str) -> tuple[type, type]:
+    if name not in AGENTS:
+        raise ValueError(f"agent.name={name!r}; valid agents: {sorted(AGENTS)}")
+    module_name, cfg_name, agent_name = AGENTS[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, cfg_name), getattr(module, agent_name)
+
+
+def objective_config_class(name: str) -> type:
+    import representations
+
+    return representations.get(name).Config
+
+
+def register() -> None:
+    import representations
+
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    for name in representations.names():
+        cs.store(group="objective", name=f"{name}_schema", node=mirror(objective_config_class(name)))
+    for name in AGENTS:
+        cfg_cls, _ = agent_class(name)
+        cs.store(group="agent", name=f"{name}_schema", node=mirror(cfg_cls, name))
+    OmegaConf.register_new_resolver("slug", lambda s: str(s).replace("/", "-"), replace=True)
+    OmegaConf.register_new_resolver("if_null", lambda a, b: b if a is None else a, replace=True)
+
+
+def agent_config(cfg: DictConfig) -> Any:
+    cfg_cls, _ = agent_class(cfg.agent.name)
+    return _from_node(cfg_cls, cfg.agent)
+
+
+def loop_config(cfg: DictConfig) -> LoopConfig:
+    return _from_node(LoopConfig, cfg.loop)
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """Hash of what decides the shapes of the checkpointed state (env, agent, replay)."""
+    parts = {"env": OmegaConf.to_container(cfg.env), "agent": OmegaConf.to_container(cfg.agent),
+             "replay": cfg.loop.replay_capacity}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

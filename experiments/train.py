@@ -1,0 +1,115 @@
+"""Train an agent: ``python -m experiments.train env=dmc/walker_walk agent=drqv2 seed=1``.
+
+The whole data path, in order: Hydra config (conf/) -> envs (rl/envs) -> agent (rl/agents) ->
+rl.loop.Trainer, which owns the replay (rl/replay), the jitted act/update, evaluation,
+logging (rl/logging) and checkpoints (rl/checkpoint).
+Resume an interrupted run with ``python -m experiments.train resume=<run_dir>``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import sys
+from typing import Sequence
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import config as config_lib
+
+config_lib.register()
+
+
+def load_resumed(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
+    """The run's saved config, plus this command's overrides (e.g. a larger ``loop.frames``)."""
+    run_dir = pathlib.Path(cfg.resume).absolute()
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        raise FileNotFoundError(f"resume={cfg.resume!r}: no config.yaml in {run_dir}; "
+                                "pass the directory of a run started by experiments.train")
+    resumed = OmegaConf.merge(OmegaConf.structured(config_lib.Config), OmegaConf.load(saved))
+    extra = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+    if extra:
+        resumed = OmegaConf.merge(resumed, OmegaConf.from_dotlist(extra))
+    resumed.resume = str(run_dir)
+    resumed.run_dir = str(run_dir)
+    return resumed
+
+
+def build_envs(cfg: DictConfig, eval_envs: int):
+    from rl.envs import registry
+    from rl.envs.vector import VectorEnv
+
+    make = functools.partial(registry.make, cfg.env.name, size=cfg.env.size,
+                             action_repeat=cfg.env.action_repeat, convention=cfg.env.convention,
+                             **OmegaConf.to_container(cfg.env.kwargs))
+    train_env = VectorEnv(make, cfg.env.num_envs, seed=cfg.seed, parallel=cfg.env.parallel)
+    # evaluation follows the test protocol (e.g. Atari: no terminal on life loss)
+    eval_make = functools.partial(make, **registry.eval_overrides(cfg.env.name))
+    eval_env = VectorEnv(eval_make, eval_envs,
+                         seed=cfg.seed + 1_000_003, parallel=cfg.env.parallel)
+    return train_env, eval_env
+
+
+def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Runs (or resumes) one training run described by a composed config.
+
+    ``overrides`` are the command line's ``key=value`` pairs; on resume they are applied on top
+    of the run's saved config (anything that changes the state's shapes is refused on restore).
+    """
+    if cfg.resume:
+        cfg = load_resumed(cfg, overrides)
+    if cfg.device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"device={cfg.device!r}; allowed: auto, cpu, gpu")
+    import jax
+
+    if cfg.device != "auto":
+        jax.config.update("jax_platforms", "cpu" if cfg.device == "cpu" else "cuda")
+    from rl.checkpoint import Checkpointer
+    from rl.logging import Logger
+    from rl.loop import Trainer
+
+    run_dir = pathlib.Path(cfg.run_dir).absolute()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    agent_cfg = config_lib.agent_config(cfg)
+    loop_cfg = config_lib.loop_config(cfg)
+    loop_cfg.validate()
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    train_env, eval_env = build_envs(cfg, loop_cfg.eval_envs)
+    _, agent_cls = config_lib.agent_class(cfg.agent.name)
+    agent = agent_cls(agent_cfg, train_env.spec)
+    checkpointer = Checkpointer(run_dir / "checkpoints", keep=loop_cfg.keep_checkpoints)
+    resume_step = checkpointer.latest_step() if cfg.resume else None
+    logger = Logger(run_dir, OmegaConf.to_container(cfg, resolve=True),
+                    wandb_mode=cfg.logger.wandb_mode, project=cfg.logger.project,
+                    entity=cfg.logger.entity, run_name=run_dir.name,
+                    resume_step=None if resume_step is None else resume_step * train_env.spec.action_repeat)
+    print(f"run dir: {run_dir}\nenv: {train_env.spec}\ndevice: {jax.devices()[0]}")
+    trainer = Trainer(agent=agent, env=train_env, eval_env=eval_env, cfg=loop_cfg,
+                      seed=cfg.seed, logger=logger, checkpointer=checkpointer,
+                      fingerprint=config_lib.fingerprint(cfg))
+    try:
+        if resume_step is not None:
+            trainer.restore()
+        final = trainer.run()
+        (run_dir / "final.json").write_text(json.dumps(final, indent=2))
+        return final
+    finally:
+        logger.close()
+        checkpointer.close()
+        train_env.close()
+        eval_env.close()
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    final = train(cfg, HydraConfig.get().overrides.task)
+    return final.get("return", float("nan"))  # lets sweepers optimise the final eval return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

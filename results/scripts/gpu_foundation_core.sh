@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# GPU runs behind results/drqv2_dmc and results/dreamer_dmc (issues 2 and 3), one H200.
+# Usage on the device machine (repo root, .device/ bundle carried):
+#   bash results/scripts/gpu_foundation_core.sh bench     # the benchmark table, alone on the GPU
+#   bash results/scripts/gpu_foundation_core.sh launch    # all training runs in the background
+#   bash results/scripts/gpu_foundation_core.sh collect   # pack logs and metrics into $OUT
+set -u
+source .device/activate.sh
+export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
+RES=/tmp/res
+mkdir -p $RES
+COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoint_every_frames=0 loop.eval_envs=10"
+
+run() {  # name, overrides...: one training process that outlives this device call
+  local name=$1; shift
+  echo "python -m experiments.train $* $COMMON" > $RES/$name.cmd
+  setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
+    > $RES/$name.log 2>&1 < /dev/null &
+}
+
+case "${1:-}" in
+  bench)
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    python -m experiments.bench --suites dmc toy --out $RES/bench.md 2>&1 | grep -v INFO ;;
+  launch)
+    for task in cartpole_swingup walker_walk; do
+      run drqv2_$task env=dmc/$task agent=drqv2 "agent.stddev_schedule='linear(1.0,0.1,100000)'" \
+        loop.frames=250000 loop.eval_every_frames=20000 seed=1
+    done
+    for task in cartpole_swingup walker_walk cheetah_run; do
+      run dreamer_$task env=dmc/$task agent=imagination env.convention=planet \
+        loop.frames=100000 loop.eval_every_frames=10000 seed=1
+    done
+    sleep 60; tail -n 3 $RES/*.log ;;
+  status)
+    for f in $RES/*/metrics.jsonl; do echo "$f: $(tail -n 1 $f | cut -c1-160)"; done
+    grep -h "eval\]" $RES/*.log | tail -n 20; grep -il "error\|traceback" $RES/*.log ;;
+  collect)
+    tar czf $OUT/res.tgz -C $RES . && ls -la $OUT ;;
+esac

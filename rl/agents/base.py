@@ -1,0 +1,42 @@
+"""The protocol every agent follows, so that `rl.loop` never looks inside one.
+
+All methods are pure functions of pytrees. The loop jits ``act`` once and fuses
+``sample`` + ``update`` (K times under ``lax.scan``) into one jitted call with the state donated.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+
+from rl.envs.types import EnvSpec
+
+State = Any   # the agent's whole train state: a pytree (params, optimiser states, targets, counters)
+Carry = Any   # per-env acting memory (frame stack, recurrent latent state, ...): a pytree
+Batch = Any   # what ``sample`` returns and ``update`` consumes: a pytree
+Metrics = dict[str, jax.Array]
+
+
+class Agent(Protocol):
+    spec: EnvSpec
+
+    def init(self, key: jax.Array) -> State:
+        """Fresh train state."""
+
+    def initial_carry(self, num_envs: int) -> Carry:
+        """Acting memory for ``num_envs`` environments before their first step."""
+
+    def act(self, state: State, carry: Carry, obs: jax.Array, is_first: jax.Array,
+            key: jax.Array, step: jax.Array, explore: bool) -> tuple[jax.Array, Carry]:
+        """Actions for a batch of single frames ``obs[N,H,W,C]`` (uint8).
+
+        ``is_first[N]`` resets the carry for envs that start a new episode; ``step`` is the
+        number of agent steps taken so far (for schedules); ``explore`` is static.
+        """
+
+    def sample(self, replay: Any, key: jax.Array) -> Batch:
+        """Draw one training batch from the replay state (jittable)."""
+
+    def update(self, state: State, batch: Batch, key: jax.Array,
+               step: jax.Array) -> tuple[State, Metrics]:
+        """One gradient update (pure; jitted and donated by the loop)."""

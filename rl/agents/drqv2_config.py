@@ -1,0 +1,52 @@
+"""DrQ-v2 hyper-parameters (defaults: the official ``cfgs/config.yaml`` at medium difficulty)."""
+from __future__ import annotations
+
+import dataclasses
+
+from rl.agents.drqv2_schedule import parse_schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class DrQV2Config:
+    lr: float = 1e-4                     # Adam, one optimiser each for encoder, actor, critic
+    feature_dim: int = 50                # trunk output (DrM uses 100 on dog and humanoid)
+    hidden_dim: int = 1024
+    critic_target_tau: float = 0.01
+    batch_size: int = 256
+    n_step: int = 3
+    gamma: float = 0.99
+    stddev_schedule: str = "linear(1.0,0.1,500000)"   # in agent steps; see drqv2_schedule
+    stddev_clip: float = 0.3
+    num_expl_steps: int = 2000           # uniform random actions before this many agent steps
+    frame_stack: int = 3
+    encoder_channels: int = 32
+    encoder_layers: int = 4
+    shift_pad: int = 4                   # random-shift augmentation padding
+
+    def __post_init__(self) -> None:
+        positive = {"lr": self.lr, "feature_dim": self.feature_dim, "hidden_dim": self.hidden_dim,
+                    "batch_size": self.batch_size, "n_step": self.n_step,
+                    "stddev_clip": self.stddev_clip, "frame_stack": self.frame_stack,
+                    "encoder_channels": self.encoder_channels,
+                    "encoder_layers": self.encoder_layers}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"DrQV2Config.{name} must be > 0, got {value!r}")
+        if not 0.0 < self.critic_target_tau <= 1.0:
+            raise ValueError(f"DrQV2Config.critic_target_tau must be in (0, 1], "
+                             f"got {self.critic_target_tau!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"DrQV2Config.gamma must be in [0, 1], got {self.gamma!r}")
+        if self.num_expl_steps < 0:
+            raise ValueError(f"DrQV2Config.num_expl_steps must be >= 0, "
+                             f"got {self.num_expl_steps!r}")
+        if self.shift_pad < 0:
+            raise ValueError(f"DrQV2Config.shift_pad must be >= 0, got {self.shift_pad!r}")
+        parse_schedule(self.stddev_schedule)   # fail at construction on a bad string
+
+    @classmethod
+    def tiny(cls, **overrides) -> "DrQV2Config":
+        """A small network for CPU tests (use with small images, e.g. 32x32)."""
+        sizes = dict(feature_dim=8, hidden_dim=32, batch_size=8, encoder_channels=8,
+                     encoder_layers=2, num_expl_steps=0)
+        return cls(**{**sizes, **overrides})

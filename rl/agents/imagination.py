@@ -1,0 +1,301 @@
+"""The imagination agent: any world model + representation objective + latent actor-critic.
+
+One ``update`` (pure, jitted and donated by the loop):
+1. world model: ``observe`` the batch, the objective's loss maps weighted by ``loss_scales``,
+   one Adam step on (world-model params, objective params); then ``objective.update_state``.
+2. behaviour: imagine ``horizon`` steps from every posterior of the batch (``B*T`` starts,
+   gradients stopped) with the world model as it was BEFORE this update's model step (as
+   DreamerV3, one jitted loss); λ-returns; one actor step and one critic step; slow-critic EMA.
+
+Return indexing (``ImaginationConfig.return_indexing``) over an imagined trajectory s_0 (start)
+.. s_H with actions a_t taken in s_t:
+- "v1" (Dreamer-v1, RePo port): the start state is dropped; the return of s_t (t = 1..H-1)
+  counts the reward predicted AT s_t: ``G_t = r(s_t) + gamma c(s_t) ((1-λ) V(s_{t+1}) + λ
+  G_{t+1})``, ``G_H = V(s_H)``. Only with dynamics backprop (actor_grad "dynamics").
+- "v3" (DreamerV3): states s_0..s_{H-1}; ``G_t = r(s_{t+1}) + gamma c(s_{t+1}) ((1-λ)
+  V(s_{t+1}) + λ G_{t+1})``, so the return of s_t is the one its action a_t earns.
+Loss weights: ``w_t = prod_{i<t} k_i`` with ``k = gamma c`` (``weight_by_gamma``, Dreamer-v1) or
+``k = c`` (DreamerV3; constant 1 without a continue head, as in the RePo port).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+import representations
+from rl import actor_critic as ac
+from rl import replay as replay_lib
+from rl.agents.imagination_config import ImaginationConfig
+from rl.envs.types import EnvSpec
+from rl.imagination import ReturnNormalizer, lambda_returns
+from world_models.rssm import LatentState
+from world_models.world_model import WorldModel
+
+Params = Any
+
+
+@struct.dataclass
+class ImaginationState:
+    wm_params: Params
+    objective_params: Params
+    objective_state: Any          # objective-specific extra state (e.g. RePo's dual variable)
+    actor_params: Params
+    critic_params: Params
+    slow_critic_params: Params
+    model_opt_state: Any          # over (wm_params, objective_params)
+    actor_opt_state: Any
+    critic_opt_state: Any
+    return_norm: ReturnNormalizer
+
+
+class ImaginationCarry(NamedTuple):
+    latent: LatentState           # [N, ...] posterior after the last observed frame
+    prev_action: jax.Array        # [N, action_dim] model action vector that led to the next frame
+
+
+def _adam(lr: float, clip: float, eps: float) -> optax.GradientTransformation:
+    # flatten: the same math on one raveled vector; far fewer ops, so much faster compiles
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps)))
+
+
+def _flatten_batch_time(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+class ImaginationAgent:
+    def __init__(self, cfg: ImaginationConfig, spec: EnvSpec):
+        self.cfg = cfg
+        self.spec = spec
+        self.min_replay_steps = cfg.length                      # per env, before sampling
+        self.replayed_steps_per_update = cfg.batch_size * cfg.length  # for loop.train_ratio
+        self.wm = WorldModel(cfg.world_model, spec)
+        self.objective = representations.get(cfg.objective.name)(cfg.objective, self.wm)
+        self.actor = ac.Actor(cfg.actor_critic, self.wm.action_dim, self.wm.discrete)
+        self.critic = ac.Critic(cfg.actor_critic)
+        self.actor_grad = cfg.actor_critic.actor_grad_for(self.wm.discrete)
+        if self.actor_grad == "reinforce" and cfg.return_indexing == "v1":
+            raise ValueError("REINFORCE needs return_indexing='v3' (with 'v1' the return of a "
+                             "state counts a reward its action did not cause)")
+        self.model_opt = _adam(cfg.model_lr, cfg.model_grad_clip, cfg.adam_eps)
+        self.actor_opt = _adam(cfg.actor_lr, cfg.actor_grad_clip, cfg.adam_eps)
+        self.critic_opt = _adam(cfg.critic_lr, cfg.critic_grad_clip, cfg.adam_eps)
+
+    # ---- Agent protocol ----------------------------------------------------------------------
+    def init(self, key: jax.Array) -> ImaginationState:
+        wm_key, obj_key, actor_key, critic_key = jax.random.split(key, 4)
+        wm_params = self.wm.init(wm_key)
+        obj_params, obj_state = self.objective.init(obj_key)
+        actor_params = self.actor.init(actor_key, self.wm.feat_size)
+        critic_params = self.critic.init(critic_key, self.wm.feat_size)
+        c = self.cfg.actor_critic
+        return ImaginationState(
+            wm_params=wm_params, objective_params=obj_params, objective_state=obj_state,
+            actor_params=actor_params, critic_params=critic_params,
+            # a copy: the loop donates the state and one buffer cannot be donated twice
+            slow_critic_params=jax.tree.map(jnp.copy, critic_params),
+            model_opt_state=self.model_opt.init((wm_params, obj_params)),
+            actor_opt_state=self.actor_opt.init(actor_params),
+            critic_opt_state=self.critic_opt.init(critic_params),
+            return_norm=ReturnNormalizer.create(c.return_norm_decay, c.return_norm_low,
+                                                c.return_norm_high, c.return_norm_limit,
+                                                c.return_norm_method))
+
+    def initial_carry(self, num_envs: int) -> ImaginationCarry:
+        return ImaginationCarry(self.wm.initial(num_envs),
+                                jnp.zeros((num_envs, self.wm.action_dim), jnp.float32))
+
+    def act(self, state: ImaginationState, carry: ImaginationCarry, obs: jax.Array,
+            is_first: jax.Array, key: jax.Array, step: jax.Array,
+            explore: bool) -> tuple[jax.Array, ImaginationCarry]:
+        """Filter ``obs [N,H,W,C]`` into the posterior (reset where ``is_first``), then sample
+        the actor (+ exploration noise) or take its mode."""
+        del step
+        obs_key, act_key, noise_key = jax.random.split(key, 3)
+        latent = self.wm.obs_step(state.wm_params, carry.latent, carry.prev_action, obs,
+                                  is_first, obs_key)
+        feat = self.wm.features(latent)
+        if explore:
+            action, _ = self.actor.sample(state.actor_params, feat, act_key)
+            action = self._add_exploration(action, noise_key)
+        else:
+            action = self.actor.mode(state.actor_params, feat)
+        if not self.wm.discrete:
+            action = jnp.clip(action, -1.0, 1.0)
+        return self.wm.env_action(action), ImaginationCarry(latent, action)
+
+    def _add_exploration(self, action: jax.Array, key: jax.Array) -> jax.Array:
+        amount = self.cfg.expl_noise
+        if amount <= 0.0:
+            return action
+        if self.wm.discrete:   # epsilon-greedy over one-hot actions
+            pick_key, random_key = jax.random.split(key)
+            random = jax.nn.one_hot(jax.random.randint(random_key, action.shape[:-1], 0,
+                                                       self.wm.action_dim),
+                                    self.wm.action_dim, dtype=action.dtype)
+            use_random = jax.random.uniform(pick_key, action.shape[:-1]) < amount
+            return jnp.where(use_random[..., None], random, action)
+        return jnp.clip(action + amount * jax.random.normal(key, action.shape), -1.0, 1.0)
+
+    def sample(self, replay: Any, key: jax.Array) -> Any:
+        return replay_lib.sample_sequences(replay, key, self.cfg.batch_size, self.cfg.length)
+
+    def update(self, state: ImaginationState, batch: Any, key: jax.Array,
+               step: jax.Array) -> tuple[ImaginationState, dict[str, jax.Array]]:
+        del step
+        model_key, actor_key = jax.random.split(key)
+        wm_params = state.wm_params   # imagination uses the model that made the posteriors
+        state, posts, metrics = self._model_step(state, batch, model_key)
+        start = jax.lax.stop_gradient(_flatten_batch_time(posts))
+        state, behaviour_metrics = self._behaviour_step(state, wm_params, start, actor_key)
+        return state, {**metrics, **behaviour_metrics}
+
+    # ---- world model -------------------------------------------------------------------------
+    def model_loss(self, trainable: tuple[Params, Params], objective_state: Any, batch: Any,
+                   key: jax.Array) -> tuple[jax.Array, tuple[LatentState, dict[str, jax.Array]]]:
+        """Weighted objective loss of the batch; aux: posteriors ``[B,T]`` and metrics."""
+        wm_params, obj_params = trainable
+        observe_key, objective_key = jax.random.split(key)
+        out = self.wm.observe(wm_params, batch.obs, batch.action, batch.is_first,
+                              self.wm.initial(batch.obs.shape[0]), observe_key,
+                              self.cfg.observe_unroll)
+        losses, metrics = self.objective.loss(obj_params, objective_state, batch, out,
+                                              objective_key)
+        total, loss_metrics = representations.weigh(losses, self.cfg.objective.loss_scales)
+        return total, (out.posts, {**metrics, **loss_metrics})
+
+    def _model_step(self, state: ImaginationState, batch: Any, key: jax.Array):
+        trainable = (state.wm_params, state.objective_params)
+        (total, (posts, metrics)), grads = jax.value_and_grad(self.model_loss, has_aux=True)(
+            trainable, state.objective_state, batch, key)
+        updates, opt_state = self.model_opt.update(grads, state.model_opt_state, trainable)
+        wm_params, obj_params = optax.apply_updates(trainable, updates)
+        objective_state = self.objective.update_state(state.objective_state, metrics)
+        metrics = {f"wm/{k}": v for k, v in metrics.items()}
+        metrics |= {"wm/loss": total, "wm/grad_norm": optax.global_norm(grads)}
+        state = state.replace(wm_params=wm_params, objective_params=obj_params,
+                              objective_state=objective_state, model_opt_state=opt_state)
+        return state, posts, metrics
+
+    # ---- behaviour ---------------------------------------------------------------------------
+    def actor_loss(self, actor_params: Params, wm_params: Params, state: ImaginationState,
+                   start: LatentState, key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+        """Mean actor loss over imagined trajectories from ``start [N, ...]`` under the world
+        model ``wm_params`` (only the actor is differentiated; with dynamics backprop its
+        gradient flows through the frozen model). Aux: the critic's inputs and targets, the new
+        return normaliser and metrics; critic and slow critic come from ``state``."""
+        cfg, c = self.cfg, self.cfg.actor_critic
+        wm_params = jax.lax.stop_gradient(wm_params)
+        policy = lambda feat, k: self.actor.sample(actor_params, jax.lax.stop_gradient(feat), k)
+        traj = self.wm.imagine(wm_params, start, policy, cfg.horizon, key, cfg.imagine_unroll)
+        feats = self.wm.features(traj.states)                            # [N, H+1, F]
+        if cfg.return_indexing == "v3":
+            state_feats, value_feats, aux = feats[:, :-1], feats, traj.aux
+            reward = self.wm.reward(wm_params, feats[:, 1:])
+            cont = self.wm.continue_prob(wm_params, feats[:, 1:])
+        else:
+            state_feats, value_feats = feats[:, 1:-1], feats[:, 1:]
+            aux = jax.tree.map(lambda x: x[:, 1:], traj.aux)
+            reward = self.wm.reward(wm_params, feats[:, 1:-1])
+            cont = self.wm.continue_prob(wm_params, feats[:, 1:-1])
+        discount = cfg.gamma * cont
+        values = self.critic.value(state.critic_params, value_feats)
+        slow_values = self.critic.value(state.slow_critic_params, value_feats)
+        returns_fn = functools.partial(lambda_returns, lambda_=cfg.return_lambda,
+                                       bootstrap=cfg.lambda_bootstrap)
+        returns = returns_fn(reward, slow_values if c.slow_critic_target else values, discount)
+        weights = ac.loss_weights(discount if c.weight_by_gamma else cont)
+        return_norm = state.return_norm
+        scale = 1.0
+        if c.return_norm:
+            return_norm = return_norm.update(returns)
+            scale = return_norm.scale
+        if self.actor_grad == "dynamics":
+            loss, metrics = ac.actor_loss_dynamics(returns, aux["entropy"], weights,
+                                                   c.actor_entropy, scale)
+        else:
+            loss, metrics = ac.actor_loss_reinforce(returns, values[:, :-1], aux["log_prob"],
+                                                    aux["entropy"], weights, c.actor_entropy,
+                                                    scale)
+        if c.slow_critic_reg_target == "value":
+            slow_target = slow_values[:, :-1]
+        else:
+            slow_target = returns_fn(reward, slow_values, discount)
+        metrics |= {"imag_reward": jnp.mean(reward), "imag_continue": jnp.mean(cont),
+                    "return_scale": jnp.asarray(scale, jnp.float32)}
+        sg = jax.lax.stop_gradient
+        critic_inputs = {"feat": sg(state_feats), "target": sg(returns),
+                         "slow_target": sg(slow_target), "weights": sg(weights)}
+        return jnp.mean(loss), {"critic_inputs": critic_inputs, "return_norm": return_norm,
+                                "metrics": metrics}
+
+    def critic_loss(self, critic_params: Params, inputs: dict[str, jax.Array]
+                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        c = self.cfg.actor_critic
+        loss, metrics = ac.critic_loss(self.critic, critic_params, inputs["feat"],
+                                       inputs["target"], inputs["weights"],
+                                       inputs["slow_target"], c.slow_critic_reg)
+        return jnp.mean(loss), metrics
+
+    def _behaviour_step(self, state: ImaginationState, wm_params: Params, start: LatentState,
+                        key: jax.Array):
+        (actor_loss, aux), actor_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+            state.actor_params, wm_params, state, start, key)
+        updates, actor_opt_state = self.actor_opt.update(actor_grads, state.actor_opt_state,
+                                                         state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, updates)
+        (critic_loss, critic_metrics), critic_grads = jax.value_and_grad(
+            self.critic_loss, has_aux=True)(state.critic_params, aux["critic_inputs"])
+        updates, critic_opt_state = self.critic_opt.update(critic_grads, state.critic_opt_state,
+                                                           state.critic_params)
+        critic_params = optax.apply_updates(state.critic_params, updates)
+        slow = ac.ema(state.slow_critic_params, critic_params,
+                      self.cfg.actor_critic.slow_critic_decay)
+        metrics = {f"actor/{k}": v for k, v in aux["metrics"].items()}
+        metrics |= {f"critic/{k}": v for k, v in critic_metrics.items()}
+        metrics |= {"actor/loss": actor_loss, "actor/grad_norm": optax.global_norm(actor_grads),
+                    "critic/loss": critic_loss,
+                    "critic/grad_norm": optax.global_norm(critic_grads)}
+        state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state,
+                              critic_params=critic_params, critic_opt_state=critic_opt_state,
+                              slow_critic_params=slow, return_norm=aux["return_norm"])
+        return state, metrics
+
+    # ---- videos ------------------------------------------------------------------------------
+    def report(self, state: ImaginationState, batch: Any, key: jax.Array,
+               num_sequences: int = 1) -> dict[str, jax.Array]:
+        """Open-loop prediction video ``uint8 [T, n*H, 3*W, C]``: truth | model | error.
+
+        The first ``report_context`` frames are filtered (posterior, reconstructed); the rest are
+        imagined under the batch's actions (``is_first`` is ignored there) and decoded.
+        Empty without a decoder."""
+        if self.wm.decoder is None:
+            return {}
+        params = state.wm_params
+        obs, actions = batch.obs[:num_sequences], batch.action[:num_sequences]
+        length = obs.shape[1]
+        context = max(1, min(self.cfg.report_context, length - 1))
+        observe_key, imagine_key = jax.random.split(key)
+        out = self.wm.observe(params, obs[:, :context], actions[:, :context],
+                              batch.is_first[:num_sequences, :context],
+                              self.wm.initial(obs.shape[0]), observe_key)
+        future = jnp.swapaxes(self.wm.action_vector(actions[:, context:]), 0, 1)
+
+        def step(latent, inputs):
+            action, k = inputs
+            latent = self.wm.img_step(params, latent, action, k)
+            return latent, self.wm.features(latent)
+
+        _, feats = jax.lax.scan(step, out.last,
+                                (future, jax.random.split(imagine_key, length - context)))
+        feats = jnp.concatenate([out.feats, jnp.swapaxes(feats, 0, 1)], 1)
+        model = self.wm.decode_uint8(params, feats).astype(jnp.float32) / 255.0
+        truth = obs.astype(jnp.float32) / 255.0
+        error = (model - truth + 1.0) / 2.0
+        video = jnp.concatenate([truth, model, error], axis=3)          # [n, T, H, 3W, C]
+        video = jnp.concatenate(list(video), axis=1)                     # [T, n*H, 3W, C]
+        return {"openloop": jnp.clip(jnp.round(video * 255.0), 0, 255).astype(jnp.uint8)}

@@ -1,0 +1,58 @@
+"""A persistent offscreen MuJoCo renderer for one model, closed cleanly at exit.
+
+dm_control's ``physics.render`` builds its scene through extra Python layers; ``mujoco.Renderer``
+on the same model, data and camera gives byte-identical images (tested) and is faster
+(~5x on GPU machines per FACTS.md; only ~1.1x on CPU llvmpipe, where rasterising dominates).
+"""
+from __future__ import annotations
+
+import atexit
+import weakref
+
+import numpy as np
+
+_LIVE: "weakref.WeakSet[PixelRenderer]" = weakref.WeakSet()
+_ATEXIT_REGISTERED = False
+
+
+def _close_all() -> None:
+    for renderer in list(_LIVE):
+        renderer.close()
+
+
+class PixelRenderer:
+    """Renders ``data`` from a fixed camera into uint8 ``[height, width, 3]`` images."""
+
+    def __init__(self, model, height: int, width: int, camera: int | str):
+        import mujoco
+
+        self._renderer = mujoco.Renderer(model, height, width)
+        if isinstance(camera, str):
+            camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            if camera_id < 0:
+                names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i)
+                         for i in range(model.ncam)]
+                raise ValueError(f"camera={camera!r} is not in the model; choose one of {names}")
+            camera = camera_id
+        if not -1 <= camera < model.ncam:
+            raise ValueError(f"camera={camera} is out of range [-1, {model.ncam})")
+        self.camera = camera
+        _LIVE.add(self)
+        global _ATEXIT_REGISTERED
+        if not _ATEXIT_REGISTERED:
+            # Registered after mujoco's EGL display exists, so (LIFO) it runs before the display
+            # is terminated: renderers freed later print EGL errors at interpreter exit.
+            atexit.register(_close_all)
+            _ATEXIT_REGISTERED = True
+
+    def render(self, data) -> np.ndarray:
+        self._renderer.update_scene(data, camera=self.camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            try:
+                self._renderer.close()
+            finally:
+                self._renderer = None
+                _LIVE.discard(self)

@@ -1,0 +1,96 @@
+"""``make("suite/task")`` for every suite; heavy suites are imported only when one is made."""
+from __future__ import annotations
+
+from typing import Any
+
+from rl.envs.base import Env
+
+SUITES = ("dmc", "atari", "adroit", "toy")
+
+
+def list_envs(suite: str | None = None) -> list[str]:
+    """Every env name ``make`` accepts, without importing any simulator.
+
+    Atari lists the 26 Atari-100k games; any other game the installed ale-py knows is accepted
+    too (``rl.envs.atari.available_games()``).
+    """
+    from rl.envs import adroit, atari, dmc, toy
+
+    names = {
+        "dmc": [f"dmc/{t}" for t in dmc.task_names()],
+        "atari": [f"atari/{g}" for g in atari.ATARI_100K_GAMES],
+        "adroit": [f"adroit/{t}" for t in sorted(adroit.ADROIT_TASKS)],
+        "toy": [f"toy/{t}" for t in toy.TOY_TASKS],
+    }
+    if suite is not None:
+        if suite not in names:
+            raise ValueError(f"unknown suite {suite!r}; valid suites: {list(SUITES)}")
+        return names[suite]
+    return [name for s in SUITES for name in names[s]]
+
+
+def _split(name: str) -> tuple[str, str]:
+    if not isinstance(name, str) or "/" not in name:
+        raise ValueError(f"env name {name!r} must look like '<suite>/<task>' with suite one of "
+                         f"{list(SUITES)}, e.g. 'dmc/cheetah_run', 'atari/Pong', 'adroit/door', "
+                         f"'toy/reach'")
+    suite, task = name.split("/", 1)
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r} in env name {name!r}; valid suites: "
+                         f"{list(SUITES)}")
+    return suite, task
+
+
+def make(name: str, *, size: int | None = None, action_repeat: int | None = None,
+         convention: str | None = None, **suite_kwargs: Any) -> Env:
+    """One environment by name.
+
+    - ``size``: image side; ``None`` picks the suite's default (dmc: 84 for the ``drqv2``
+      convention, 64 for ``planet``; atari: 84 grayscale for ``spr``, 64 RGB for ``storm``;
+      adroit 84; toy 32).
+    - ``action_repeat``: ``None`` uses the convention (dmc: per-task table; atari: frame skip 4;
+      adroit 2; toy 1).
+    - ``convention``: dmc ``"drqv2"`` (default) or ``"planet"``; atari ``"spr"`` (default, the
+      DER/SPR Atari-100k protocol) or ``"storm"``; not used by adroit and toy.
+    - ``suite_kwargs`` go to the suite's constructor (atari: ``AtariConfig`` fields, e.g.
+      ``terminal_on_life_loss=False`` for an eval env; dmc: ``camera``, ``episode_frames``;
+      adroit: ``camera``, ``render_quality``, ``reward_type``; toy: ``episode_frames``, ``speed``).
+    """
+    suite, task = _split(name)
+    if suite == "dmc":
+        from rl.envs.dmc import DMCEnv, resolve_task
+
+        resolve_task(task)  # a clear error before importing dm_control
+        return DMCEnv(task, size=size, action_repeat=action_repeat,
+                      convention=convention or "drqv2", **suite_kwargs)
+    if suite == "atari":
+        from rl.envs.atari import AtariConfig, AtariEnv
+
+        fields = dict(suite_kwargs)
+        if size is not None:
+            fields["size"] = size
+        if action_repeat is not None:
+            fields["frame_skip"] = action_repeat
+        return AtariEnv(task, AtariConfig.for_convention(convention or "spr", **fields))
+    if convention is not None:
+        raise ValueError(f"convention={convention!r} is not used by the {suite!r} suite; "
+                         f"leave it None")
+    if suite == "adroit":
+        from rl.envs.adroit import AdroitEnv
+
+        return AdroitEnv(task, size=size or 84,
+                         action_repeat=2 if action_repeat is None else action_repeat,
+                         **suite_kwargs)
+    from rl.envs.toy import ToyReachEnv
+
+    return ToyReachEnv(task, size=size or 32,
+                       action_repeat=1 if action_repeat is None else action_repeat,
+                       **suite_kwargs)
+
+
+def eval_overrides(name: str) -> dict[str, Any]:
+    """Constructor options that turn a training env into its evaluation-protocol twin."""
+    suite, _ = _split(name)
+    if suite == "atari":
+        return {"terminal_on_life_loss": False}  # life loss ends training episodes only
+    return {}

@@ -1,0 +1,392 @@
+"""N environments stepped together, with auto-reset, deterministic episode seeds and replay-restore.
+
+- Auto-reset: the ``step`` after an ``is_last`` step returns the first step of a new episode for
+  that env (``is_first``, reward 0, discount 1); the action passed for it is ignored.
+- Seeds: episode ``k`` of env ``i`` is reset with ``seed_for(seed, i, k)``. ``reset()`` restarts
+  that schedule at ``k = 0``, so the same ``VectorEnv`` gives the same episodes after every
+  ``reset()`` (an eval env reset at each evaluation sees the same episodes, resumed or not).
+- Restore: ``restore(episode_index, actions_per_env)`` rebuilds every env's state by resetting it
+  with that episode's seed and replaying the actions taken since the episode's first step
+  (exactly what a resumed run needs). Atari with ``terminal_on_life_loss`` continues a game across
+  "episodes" (soft resets); there the replay must start at the last hard reset: pass
+  ``chain_start`` too, or checkpoint ``resume_state()``, which tracks both.
+- Infos (arrays of shape [N]): the env's ``info_keys`` every step (bools as bool, numbers as
+  float32); ``episode_return`` and ``episode_length`` (agent steps) on ``is_last``, NaN elsewhere;
+  where the env reports ``success``: ``episode_success`` (1.0 if any step of the episode
+  succeeded) and, with ``success_frames``, ``episode_success_frames`` (their sum), NaN elsewhere.
+- ``parallel=True`` (and N > 1) runs one subprocess per env ('spawn' context, Pipes); worker
+  exceptions are re-raised here with the worker's traceback. ``make_fn`` must be picklable
+  (e.g. ``functools.partial(rl.envs.make, name, ...)``) and a script that builds a parallel
+  VectorEnv needs the ``if __name__ == "__main__":`` guard (spawn re-imports the main module).
+  ``step_async`` / ``step_wait`` let the caller overlap its own work with env stepping
+  (in-process, the work happens in ``step_wait``).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import traceback
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from rl.envs.base import Env, check_positive_int
+from rl.envs.types import EnvSpec, TimeStep
+
+Command = tuple[str, Any]  # ("reset", seed) | ("step", action)
+
+
+def seed_for(base_seed: int, env_index: int, episode: int) -> int:
+    """The reset seed of episode ``episode`` of env ``env_index`` (a 32-bit integer)."""
+    if min(base_seed, env_index, episode) < 0:
+        raise ValueError(f"seed_for needs non-negative integers, got "
+                         f"({base_seed}, {env_index}, {episode})")
+    state = np.random.SeedSequence([int(base_seed), int(env_index), int(episode)])
+    return int(state.generate_state(1)[0])
+
+
+def _check_base_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _worker(conn, make_fn: Callable[[], Env]) -> None:
+    # Ctrl-C goes to the whole process group; the parent handles it and closes the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        env = make_fn()
+        conn.send(("ok", (env.spec, tuple(getattr(env, "info_keys", ())))))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        conn.close()
+        return
+    while True:
+        try:
+            command, arg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            break
+        try:
+            if command == "reset":
+                result = env.reset(arg)
+            elif command == "step":
+                result = env.step(arg)
+            elif command == "close":
+                env.close()
+                conn.send(("ok", None))
+                break
+            else:
+                raise ValueError(f"unknown command {command!r}")
+            conn.send(("ok", result))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+    conn.close()
+
+
+class VectorEnv:
+    """``num_envs`` copies of ``make_fn()`` behind a batched ``TimeStep`` interface."""
+
+    def __init__(self, make_fn: Callable[[], Env], num_envs: int, seed: int,
+                 parallel: bool = False, context: str = "spawn"):
+        self.num_envs = check_positive_int("num_envs", num_envs)
+        self.seed = _check_base_seed(seed)
+        self.parallel = bool(parallel) and self.num_envs > 1
+        self._envs: list[Env] = []
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        self._closed = False
+        self._pending: dict[int, Command] | None = None
+        if self.parallel:
+            specs_keys = self._start_workers(make_fn, context)
+        else:
+            self._envs = [make_fn() for _ in range(self.num_envs)]
+            specs_keys = [(e.spec, tuple(getattr(e, "info_keys", ()))) for e in self._envs]
+        self.spec: EnvSpec = specs_keys[0][0]
+        self.info_keys: tuple[str, ...] = specs_keys[0][1]
+        for i, (spec, keys) in enumerate(specs_keys):
+            if spec != self.spec or keys != self.info_keys:
+                self.close()
+                raise ValueError(f"env {i} differs from env 0: {spec}, {keys} vs "
+                                 f"{self.spec}, {self.info_keys}")
+        n = self.num_envs
+        self.episode_index = np.full(n, -1, np.int64)  # current episode of each env
+        self.chain_start = np.full(n, -1, np.int64)    # episode of each env's last hard reset
+        self._chain_actions: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self._needs_reset = np.ones(n, bool)
+        self._return = np.zeros(n, np.float64)
+        self._length = np.zeros(n, np.int64)
+        self._success_any = np.zeros(n, bool)
+        self._success_frames = np.zeros(n, np.int64)
+        self._started = False
+
+    # ------------------------------------------------------------------ workers
+    def _start_workers(self, make_fn: Callable[[], Env], context: str) -> list:
+        if context not in ("spawn", "forkserver"):
+            raise ValueError(f"context={context!r} is not allowed; choose 'spawn' or "
+                             f"'forkserver' (fork is unsafe once JAX or GL are initialised)")
+        ctx = mp.get_context(context)
+        for _ in range(self.num_envs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, make_fn), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        try:
+            return self._receive(range(self.num_envs))
+        except Exception:
+            self.close()
+            raise
+
+    def _receive(self, indices) -> list:
+        """One reply from each listed worker (all are read before raising, to keep pipes in
+        step)."""
+        results, errors = [], []
+        for i in indices:
+            try:
+                status, payload = self._conns[i].recv()
+            except (EOFError, OSError):
+                self._procs[i].join(timeout=1.0)
+                status, payload = "error", (f"worker process died (exit code "
+                                            f"{self._procs[i].exitcode})")
+            if status == "error":
+                errors.append(f"env worker {i} raised:\n{payload}")
+                results.append(None)
+            else:
+                results.append(payload)
+        if errors:
+            raise RuntimeError("\n".join(errors))
+        return results
+
+    def _send(self, commands: dict[int, Command]) -> None:
+        for i, command in commands.items():
+            try:
+                self._conns[i].send(command)
+            except (BrokenPipeError, OSError) as error:
+                raise RuntimeError(f"env worker {i} is gone (exit code "
+                                   f"{self._procs[i].exitcode})") from error
+
+    def _execute(self, commands: dict[int, Command]) -> dict[int, Any]:
+        if self.parallel:
+            self._send(commands)
+            return dict(zip(commands, self._receive(commands)))
+        return {i: (self._envs[i].reset(arg) if cmd == "reset" else self._envs[i].step(arg))
+                for i, (cmd, arg) in commands.items()}
+
+    # ------------------------------------------------------------------ per-env logic
+    def _plan(self, i: int, action: Any) -> Command:
+        """Reset if the last step ended the episode, else step (and log the action)."""
+        if self._needs_reset[i]:
+            self.episode_index[i] += 1
+            return ("reset", seed_for(self.seed, i, int(self.episode_index[i])))
+        self._chain_actions[i].append(action)
+        return ("step", action)
+
+    def _absorb(self, i: int, command: str, result: Any) -> dict[str, Any]:
+        nan = float("nan")
+        if command == "reset":
+            obs, info = result
+            if not info.get("soft_reset", False):
+                self.chain_start[i] = self.episode_index[i]
+                self._chain_actions[i] = []
+            self._needs_reset[i] = False
+            self._return[i], self._length[i] = 0.0, 0
+            self._success_any[i], self._success_frames[i] = False, 0
+            reward, terminated, last = 0.0, False, False
+        else:
+            obs, reward, terminated, truncated, info = result
+            reward, terminated = float(reward), bool(terminated)
+            last = terminated or bool(truncated)
+            self._needs_reset[i] = last
+            self._return[i] += reward
+            self._length[i] += 1
+            self._success_any[i] |= bool(info.get("success", False))
+            self._success_frames[i] += int(info.get("success_frames", 0))
+        if obs.shape != self.spec.obs_shape or obs.dtype != np.uint8:
+            raise RuntimeError(f"env {i} returned obs {obs.shape} {obs.dtype}; the spec says "
+                               f"{self.spec.obs_shape} uint8")
+        row = {"obs": obs, "reward": reward, "discount": 0.0 if terminated else 1.0,
+               "is_first": command == "reset", "is_last": last, "is_terminal": terminated,
+               "info": {key: info[key] for key in self.info_keys}}
+        stats = {"episode_return": self._return[i] if last else nan,
+                 "episode_length": float(self._length[i]) if last else nan}
+        if "success" in self.info_keys:
+            stats["episode_success"] = float(self._success_any[i]) if last else nan
+        if "success_frames" in self.info_keys:
+            stats["episode_success_frames"] = float(self._success_frames[i]) if last else nan
+        row["info"].update(stats)
+        return row
+
+    def _batch(self, rows: Sequence[dict[str, Any]]) -> TimeStep:
+        info = {}
+        for key in rows[0]["info"]:
+            values = np.asarray([row["info"][key] for row in rows])
+            info[key] = values if values.dtype == bool else values.astype(np.float32)
+        return TimeStep(
+            obs=np.stack([row["obs"] for row in rows]),
+            reward=np.asarray([row["reward"] for row in rows], np.float32),
+            discount=np.asarray([row["discount"] for row in rows], np.float32),
+            is_first=np.asarray([row["is_first"] for row in rows], bool),
+            is_last=np.asarray([row["is_last"] for row in rows], bool),
+            is_terminal=np.asarray([row["is_terminal"] for row in rows], bool),
+            info=info)
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        spec = self.spec.action
+        actions = np.asarray(actions)
+        expected = (self.num_envs, *spec.shape)
+        if actions.shape != expected:
+            raise ValueError(f"{self.spec.name}: actions must have shape {expected}, got "
+                             f"{actions.shape}")
+        if spec.discrete and not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"{self.spec.name}: discrete actions must be integers, got "
+                             f"{actions.dtype}")
+        return actions.astype(spec.dtype, copy=True)
+
+    # ------------------------------------------------------------------ public API
+    def reset(self, seed: int | None = None) -> TimeStep:
+        """First steps of episode 0 of every env (optionally under a new base seed)."""
+        self._check_open()
+        if self._pending is not None:
+            self.step_wait()
+        if seed is not None:
+            self.seed = _check_base_seed(seed)
+        self.episode_index[:] = -1
+        self._needs_reset[:] = True
+        commands = {i: self._plan(i, None) for i in range(self.num_envs)}
+        results = self._execute(commands)
+        self._started = True
+        return self._batch([self._absorb(i, "reset", results[i]) for i in range(self.num_envs)])
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Starts one step of every env (an auto-reset for those whose episode ended)."""
+        self._check_open()
+        if not self._started:
+            raise RuntimeError("call reset() (or restore()) before step_async()")
+        if self._pending is not None:
+            raise RuntimeError("step_async() called twice without step_wait()")
+        actions = self._check_actions(actions)
+        commands = {i: self._plan(i, actions[i]) for i in range(self.num_envs)}
+        if self.parallel:
+            self._send(commands)
+        self._pending = commands
+
+    def step_wait(self) -> TimeStep:
+        if self._pending is None:
+            raise RuntimeError("step_wait() called without step_async()")
+        commands, self._pending = self._pending, None
+        if self.parallel:
+            results = dict(zip(commands, self._receive(commands)))
+        else:
+            results = self._execute(commands)
+        return self._batch([self._absorb(i, commands[i][0], results[i])
+                            for i in range(self.num_envs)])
+
+    def step(self, actions: np.ndarray) -> TimeStep:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def resume_state(self) -> dict[str, Any]:
+        """What ``restore`` needs to rebuild the current env states (for checkpoints)."""
+        shape = self.spec.action.shape
+        dtype = self.spec.action.dtype
+        return {"episode_index": self.episode_index.copy(),
+                "chain_start": self.chain_start.copy(),
+                "actions_per_env": [np.asarray(a, dtype).reshape(len(a), *shape)
+                                    for a in self._chain_actions]}
+
+    def restore(self, episode_index: Sequence[int] | np.ndarray,
+                actions_per_env: Sequence[np.ndarray],
+                chain_start: Sequence[int] | np.ndarray | None = None) -> TimeStep:
+        """Rebuilds each env's state: reset with the seed of episode ``chain_start[i]``
+        (default ``episode_index[i]``), replay ``actions_per_env[i]`` (the actions of the steps
+        that were not ``is_first``), auto-resetting in between, until episode
+        ``episode_index[i]``. Returns the last ``TimeStep`` the original run saw."""
+        self._check_open()
+        if self._pending is not None:
+            self.step_wait()
+        n = self.num_envs
+        target = np.asarray(episode_index, np.int64).reshape(-1)
+        start = target if chain_start is None else np.asarray(chain_start, np.int64).reshape(-1)
+        if target.shape != (n,) or start.shape != (n,) or len(actions_per_env) != n:
+            raise ValueError(f"restore needs {n} episode indices, chain starts and action "
+                             f"arrays; got {target.shape}, {start.shape}, {len(actions_per_env)}")
+        if np.any(start < 0) or np.any(start > target):
+            raise ValueError(f"need 0 <= chain_start <= episode_index, got {start} and {target}")
+        queues = [list(self._check_replay(i, a)) for i, a in enumerate(actions_per_env)]
+        self.episode_index[:] = start - 1
+        self._needs_reset[:] = True
+        rows: list[dict[str, Any] | None] = [None] * n
+        while True:
+            commands = {}
+            for i in range(n):
+                if self._needs_reset[i] and (rows[i] is None or self.episode_index[i] < target[i]):
+                    commands[i] = self._plan(i, None)
+                elif queues[i]:
+                    commands[i] = self._plan(i, queues[i].pop(0))
+            if not commands:
+                break
+            results = self._execute(commands)
+            for i, (command, _) in commands.items():
+                rows[i] = self._absorb(i, command, results[i])
+        wrong = np.flatnonzero(self.episode_index != target)
+        if wrong.size:
+            raise ValueError(f"replayed actions end in episodes {self.episode_index[wrong]} for "
+                             f"envs {wrong}, expected {target[wrong]}: the action lists do not "
+                             f"match the episode indices")
+        self._started = True
+        return self._batch(rows)
+
+    def _check_replay(self, i: int, actions: Any) -> np.ndarray:
+        spec = self.spec.action
+        actions = np.asarray(actions)
+        if actions.size == 0:
+            return np.zeros((0, *spec.shape), spec.dtype)
+        if actions.shape[1:] != spec.shape:
+            raise ValueError(f"env {i}: replay actions must have shape [T, *{spec.shape}], got "
+                             f"{actions.shape}")
+        return actions.astype(spec.dtype)
+
+    # ------------------------------------------------------------------ shutdown
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this VectorEnv is closed")
+
+    def close(self) -> None:
+        """Closes every env; workers are asked to exit, then terminated if they hang."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.parallel and self._pending is not None:
+            try:  # drain the replies of an unfinished step so that "close" is answered next
+                self._receive(self._pending)
+            except RuntimeError:
+                pass
+        self._pending = None
+        for env in self._envs:
+            env.close()
+        for conn, proc in zip(self._conns, self._procs):
+            try:
+                if proc.is_alive():
+                    conn.send(("close", None))
+                    if conn.poll(5.0):
+                        conn.recv()
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=1.0)
+            conn.close()
+
+    def __enter__(self) -> "VectorEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

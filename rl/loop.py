@@ -1,0 +1,334 @@
+"""Collect, update, evaluate, log, checkpoint and resume: the one training loop every agent uses.
+
+Per iteration: the agent acts on the latest frames (one jit), the due updates are dispatched
+(one jit, state donated, K updates fused with ``lax.scan``), and only then does the host wait
+for the actions and step the environments, so env stepping on CPU overlaps the device update.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rl import replay as replay_lib
+from rl.agents.base import Agent
+from rl.checkpoint import Checkpointer
+from rl.envs.types import ActionSpec, TimeStep
+from rl.evaluate import evaluate
+from rl.logging import Logger
+from rl.throughput import Throughput
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    frames: int = 100_000                 # training budget in env frames (agent steps x action repeat)
+    warmup_frames: int = 4_000            # uniform random actions and no updates before this
+    update_every: int = 2                 # agent steps between two update calls
+    update_every_frames: Optional[int] = None  # the same in env frames (Dreamer); overrides
+    updates_per_call: int = 1             # updates fused with lax.scan in one call
+    train_ratio: Optional[float] = None   # replayed steps per agent step (DreamerV3); overrides
+    eval_every_frames: int = 10_000
+    eval_episodes: int = 10
+    eval_envs: int = 1
+    log_every_frames: int = 1_000
+    checkpoint_every_frames: int = 100_000  # 0 = only at the end
+    keep_checkpoints: int = 2
+    replay_capacity: int = 1_000_000      # transitions in total over all envs
+    replay_budget_gb: float = 16.0        # larger buffers live in host memory
+    video_every_evals: int = 1            # 0 = no eval videos
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("frames", "update_every", "updates_per_call", "eval_episodes", "eval_envs",
+                     "log_every_frames", "replay_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 1")
+        if self.update_every_frames is not None and self.update_every_frames < 1:
+            raise ValueError(f"loop.update_every_frames={self.update_every_frames}; must be >= 1")
+        if self.train_ratio is not None and self.train_ratio <= 0:
+            raise ValueError(f"loop.train_ratio={self.train_ratio}; must be > 0")
+        for name in ("warmup_frames", "eval_every_frames", "checkpoint_every_frames",
+                     "video_every_evals"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 0")
+
+
+def random_actions(key: jax.Array, spec: ActionSpec, num: int) -> jax.Array:
+    if spec.discrete:
+        return jax.random.randint(key, (num,), 0, spec.num_actions, dtype=jnp.int32)
+    return jax.random.uniform(key, (num, *spec.shape), jnp.float32, spec.low, spec.high)
+
+
+def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool) -> Callable:
+    """One jitted call doing ``updates_per_call`` updates; the agent state is donated.
+
+    With the replay on the accelerator, sampling happens inside the same jit (no host round
+    trip). With the replay in host memory, batches are sampled by a CPU jit and copied over.
+    Metrics are averaged over the fused updates.
+    """
+
+    def updates_from_replay(state, replay, key, step):
+        def body(state, key):
+            key_sample, key_update = jax.random.split(key)
+            return agent.update(state, agent.sample(replay, key_sample), key_update, step)
+
+        keys = jax.random.split(key, updates_per_call)
+        if updates_per_call == 1:  # XLA:CPU runs convolutions ~10x slower inside a loop body
+            return body(state, keys[0])
+        state, metrics = jax.lax.scan(body, state, keys)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    if fused_sampling:
+        return jax.jit(updates_from_replay, donate_argnums=0)
+
+    def updates_from_batches(state, batches, key, step):
+        def body(state, batch_and_key):
+            batch, key = batch_and_key
+            return agent.update(state, batch, key, step)
+
+        keys = jax.random.split(key, updates_per_call)
+        state, metrics = jax.lax.scan(body, state, (batches, keys))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    update = jax.jit(updates_from_batches, donate_argnums=0)
+    sample_many = jax.jit(jax.vmap(agent.sample, in_axes=(None, 0)))
+
+    def host_sampled(state, replay, key, step):
+        key_sample, key_update = jax.random.split(key)
+        replay_device = jax.tree.leaves(replay)[0].devices().pop()
+        keys = jax.device_put(jax.random.split(key_sample, updates_per_call), replay_device)
+        batches = jax.device_put(sample_many(replay, keys), jax.devices()[0])
+        return update(state, batches, key_update, step)
+
+    return host_sampled
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Host-side loop counters and the live env/acting state (part of every checkpoint)."""
+
+    step: int = 0               # agent steps, summed over envs
+    updates: int = 0
+    episodes: int = 0
+    evals: int = 0
+
+
+class Trainer:
+    """Owns the pieces of one run; ``run()`` trains until the frame budget is spent."""
+
+    def __init__(self, *, agent: Agent, env: Any, eval_env: Any, cfg: LoopConfig, seed: int,
+                 logger: Logger, checkpointer: Checkpointer | None, fingerprint: str = "",
+                 print_fn: Callable[[str], None] = print):
+        cfg.validate()
+        self.agent, self.env, self.eval_env, self.cfg = agent, env, eval_env, cfg
+        self.logger, self.checkpointer, self.fingerprint = logger, checkpointer, fingerprint
+        self.print = print_fn
+        self.spec = env.spec
+        self.num_envs = env.num_envs
+        self.action_repeat = self.spec.action_repeat
+        # never allocate (or checkpoint) more replay than this run can fill
+        capacity = min(cfg.replay_capacity,
+                       (cfg.frames // self.action_repeat // self.num_envs + 1) * self.num_envs)
+        self.replay_device = replay_lib.choose_device(self.spec, capacity,
+                                                      int(cfg.replay_budget_gb * 2**30))
+        self.print(f"replay: {replay_lib.describe(self.spec, capacity)} on {self.replay_device}")
+        self.fused = self.replay_device == jax.devices()[0]
+        self.act = jax.jit(agent.act, static_argnames=("explore",))
+        self.update = make_update_fn(agent, cfg.updates_per_call, self.fused)
+        self.random_actions = jax.jit(random_actions, static_argnums=(1, 2))
+
+        key = jax.random.PRNGKey(seed)
+        key, init_key, self.eval_key = jax.random.split(key, 3)
+        self.state = {
+            "agent": agent.init(init_key),
+            "replay": replay_lib.init(self.spec, capacity, self.num_envs, self.replay_device),
+            "key": key,
+            "carry": agent.initial_carry(self.num_envs),
+        }
+        self.loop = LoopState()
+        self.timestep: TimeStep | None = None
+        self._last_eval: dict[str, float] = {}
+        self._last_eval_step = -1
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """Agent state, replay, rng and counters; the envs are rebuilt on restore by replaying
+        the actions of their current episodes (seeded resets make that exact)."""
+        if self.checkpointer is None or self.checkpointer.latest_step() == self.loop.step:
+            return
+        env_state = self.env.resume_state()
+        meta = {"loop": dataclasses.asdict(self.loop), "fingerprint": self.fingerprint,
+                "env": {"episode_index": env_state["episode_index"].tolist(),
+                        "chain_start": env_state["chain_start"].tolist(),
+                        "actions_per_env": [a.tolist() for a in env_state["actions_per_env"]]}}
+        self.checkpointer.save(self.loop.step, self.state, meta)
+
+    def restore(self) -> None:
+        self.state, meta = self.checkpointer.restore(self.state, fingerprint=self.fingerprint)
+        self.loop = LoopState(**meta["loop"])
+        action = self.spec.action
+        env = meta["env"]
+        actions = [np.asarray(a, action.dtype).reshape(len(a), *action.shape)
+                   for a in env["actions_per_env"]]
+        self.timestep = self.env.restore(np.asarray(env["episode_index"]), actions,
+                                         np.asarray(env["chain_start"]))
+        self.print(f"resumed from step {self.loop.step} ({self.loop.step * self.action_repeat} frames)")
+
+    # ------------------------------------------------------------------ collection
+    def _add(self, ts: TimeStep, action: np.ndarray) -> None:
+        self.state["replay"] = replay_lib.add_timestep(self.state["replay"], ts,
+                                                       action.astype(self.spec.action.dtype))
+
+    def _split(self, n: int):
+        keys = jax.random.split(self.state["key"], n + 1)
+        self.state["key"] = keys[0]
+        return keys[1:]
+
+    def update_every(self) -> int:
+        """Agent steps between update calls, from whichever schedule the config names."""
+        cfg = self.cfg
+        if cfg.train_ratio is not None:
+            replayed = getattr(self.agent, "replayed_steps_per_update", None)
+            if replayed is None:
+                raise ValueError(f"loop.train_ratio needs an agent that replays sequences; "
+                                 f"{type(self.agent).__name__} does not")
+            return max(1, round(replayed * cfg.updates_per_call / cfg.train_ratio))
+        if cfg.update_every_frames is not None:
+            return max(1, cfg.update_every_frames // self.action_repeat)
+        return cfg.update_every
+
+    def run(self) -> dict[str, float]:
+        cfg, loop = self.cfg, self.loop
+        update_every = self.update_every()
+        if self.timestep is None:
+            self.timestep = self.env.reset()
+            self._add(self.timestep, np.zeros((self.num_envs, *self.spec.action.shape),
+                                              self.spec.action.dtype))
+        total_steps = cfg.frames // self.action_repeat
+        warmup_steps = cfg.warmup_frames // self.action_repeat
+        # never sample before every env holds enough steps for one batch element
+        learning_starts = max(warmup_steps,
+                              self.num_envs * (getattr(self.agent, "min_replay_steps", 1) + 1))
+        perf = Throughput(self.num_envs * self.action_repeat)
+        bar = _progress(cfg.progress, total_steps * self.action_repeat, loop.step * self.action_repeat)
+        metrics, returns, lengths, successes = {}, [], [], []
+        next_log = _next_multiple(loop.step, cfg.log_every_frames // self.action_repeat)
+        next_eval = _next_multiple(loop.step, max(cfg.eval_every_frames // self.action_repeat, 1))
+        next_ckpt = _next_multiple(loop.step, max(cfg.checkpoint_every_frames // self.action_repeat, 1))
+        if loop.step == 0 and cfg.eval_every_frames:
+            self._evaluate()
+        while loop.step < total_steps:
+            ts = self.timestep
+            key_act, key_rand, key_update = self._split(3)
+            step = jnp.asarray(loop.step, jnp.int32)
+            action, self.state["carry"] = self.act(
+                self.state["agent"], self.state["carry"], jnp.asarray(ts.obs),
+                jnp.asarray(ts.is_first), key_act, step, explore=True)
+            if loop.step < warmup_steps:
+                action = self.random_actions(key_rand, self.spec.action, self.num_envs)
+            calls = (loop.step + self.num_envs) // update_every - loop.step // update_every
+            if loop.step >= learning_starts and calls > 0:
+                for key in jax.random.split(key_update, calls):
+                    perf.start_update()
+                    self.state["agent"], metrics = self.update(
+                        self.state["agent"], self.state["replay"], key, step)
+                    perf.end_update(cfg.updates_per_call, metrics)
+                    loop.updates += cfg.updates_per_call
+            action = np.asarray(action)        # waits for act only; the update keeps running
+            self.env.step_async(action)
+            self.timestep = ts = self.env.step_wait()
+            self._add(ts, action)
+            loop.step += self.num_envs
+            perf.env_steps(self.num_envs)
+            bar.update(self.num_envs * self.action_repeat)
+            for i in np.flatnonzero(ts.is_last):
+                loop.episodes += 1
+                returns.append(float(ts.info["episode_return"][i]))
+                lengths.append(float(ts.info["episode_length"][i]))
+                if "episode_success" in ts.info:
+                    successes.append(float(ts.info["episode_success"][i]))
+            if loop.step >= next_log:
+                next_log = _next_multiple(loop.step, cfg.log_every_frames // self.action_repeat)
+                row = {f"train/{k}": v for k, v in metrics.items()}  # fetched here, not per step
+                if returns:
+                    row["train/episode_return"] = float(np.mean(returns))
+                    row["train/episode_length"] = float(np.mean(lengths))
+                if successes:
+                    row["train/success"] = float(np.mean(successes))
+                row.update(perf.report())
+                row.update(self._counters())
+                self.logger.log(loop.step * self.action_repeat, row)
+                bar.set_postfix(ret=row.get("train/episode_return", float("nan")),
+                                fps=row.get("perf/env_fps", 0.0), ups=row.get("perf/updates_per_s", 0.0))
+                returns, lengths, successes = [], [], []
+            if cfg.eval_every_frames and loop.step >= next_eval:
+                next_eval = _next_multiple(loop.step, cfg.eval_every_frames // self.action_repeat)
+                self._evaluate()
+            if cfg.checkpoint_every_frames and loop.step >= next_ckpt:
+                next_ckpt = _next_multiple(loop.step, cfg.checkpoint_every_frames // self.action_repeat)
+                self.save()
+        self.save()
+        final = self._last_eval
+        if cfg.eval_every_frames and self._last_eval_step != loop.step:
+            final = self._evaluate()
+        bar.close()
+        return final
+
+    def _counters(self) -> dict[str, float]:
+        return {"progress/frames": self.loop.step * self.action_repeat,
+                "progress/agent_steps": self.loop.step, "progress/updates": self.loop.updates,
+                "progress/episodes": self.loop.episodes}
+
+    def _evaluate(self) -> dict[str, float]:
+        # eval randomness comes from its own stream, so evaluating never shifts training's
+        key = jax.random.fold_in(self.eval_key, self.loop.evals)
+        self.loop.evals += 1
+        record = (self.cfg.video_every_evals > 0
+                  and (self.loop.evals - 1) % self.cfg.video_every_evals == 0)
+        result, video = evaluate(self.agent, self.act, self.state["agent"], self.eval_env,
+                                 self.cfg.eval_episodes, key, jnp.asarray(self.loop.step),
+                                 record_video=record)
+        frames = self.loop.step * self.action_repeat
+        self.logger.log(frames, {**{f"eval/{k}": v for k, v in result.items()}, **self._counters()})
+        if video is not None:
+            self.logger.video(frames, "eval/video", video)
+            self._report(frames, key)
+        self.print(f"[eval] frames={frames} return={result['return']:.1f} ± {result['return_std']:.1f}")
+        self._last_eval, self._last_eval_step = result, self.loop.step
+        return result
+
+
+    def _report(self, frames: int, key: jax.Array) -> None:
+        """Agent-specific videos (e.g. a world model's open-loop predictions), at the video rate."""
+        if not hasattr(self.agent, "report") or self.loop.updates == 0 or not self.fused:
+            return  # (a host-memory replay would need its batch copied over first: skipped)
+        if not hasattr(self, "_report_fn"):
+            self._report_fn = jax.jit(
+                lambda state, replay, key: self.agent.report(state, self.agent.sample(replay, key), key))
+        for name, video in self._report_fn(self.state["agent"], self.state["replay"], key).items():
+            self.logger.video(frames, f"report/{name}", np.asarray(video))
+
+
+def _next_multiple(value: int, every: int) -> int:
+    every = max(every, 1)
+    return (value // every + 1) * every
+
+
+class _NoBar:
+    def update(self, n): pass
+    def set_postfix(self, **kw): pass
+    def close(self): pass
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    import sys
+
+    return tqdm(total=total, initial=initial, unit="frame", unit_scale=True, dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0)

@@ -1,0 +1,108 @@
+"""Shared Flax building blocks: an MLP, a LayerNorm-Tanh trunk, and the DrQ-v2 conv encoder.
+
+Initialisation follows DrQ-v2's ``utils.weight_init``: orthogonal weights (gain 1 for dense
+layers, ReLU gain sqrt(2) for convolutions) and zero biases.
+
+Activations for a dormant-ratio metric are recorded with ``sow`` into the ``"intermediates"``
+collection. Sowing costs nothing unless the caller opts in with
+``module.apply(variables, x, mutable=["intermediates"])``. What is recorded mirrors what DrM's
+PyTorch forward hooks see (its in-place ReLU overwrites the hooked Linear outputs): hidden
+dense layers after their activation, the output layer and the trunk's dense layer before any
+nonlinearity or normalisation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+RELU_GAIN = math.sqrt(2.0)   # torch.nn.init.calculate_gain('relu')
+TORCH_LAYERNORM_EPS = 1e-5   # torch.nn.LayerNorm default (flax's default is 1e-6)
+
+
+def dense(features: int, name: str | None = None) -> nn.Dense:
+    """A dense layer with DrQ-v2's init: orthogonal kernel (gain 1), zero bias."""
+    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(1.0),
+                    bias_init=nn.initializers.zeros, name=name)
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation between them (none after the last).
+
+    Sows each hidden layer's post-activation output as ``hidden_{i}`` and the final
+    (linear) output as ``output`` into ``"intermediates"``.
+    """
+
+    hidden_sizes: Sequence[int]
+    output_size: int
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, size in enumerate(self.hidden_sizes):
+            x = self.activation(dense(size, name=f"dense_{i}")(x))
+            self.sow("intermediates", f"hidden_{i}", x)
+        x = dense(self.output_size, name="dense_out")(x)
+        self.sow("intermediates", "output", x)
+        return x
+
+
+class Trunk(nn.Module):
+    """DrQ-v2's trunk: Linear -> LayerNorm -> Tanh. Sows the Linear output as ``linear``."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = dense(self.features, name="dense")(x)
+        self.sow("intermediates", "linear", x)
+        x = nn.LayerNorm(epsilon=TORCH_LAYERNORM_EPS, name="norm")(x)
+        return jnp.tanh(x)
+
+
+class ConvEncoder(nn.Module):
+    """DrQ-v2's pixel encoder on uint8 (or float in [0, 255]) images ``[B, H, W, C]``.
+
+    ``x / 255 - 0.5``, then conv(3x3, stride 2) and ``num_layers - 1`` conv(3x3, stride 1),
+    each with ReLU and VALID padding, then flatten: 84x84 input -> 35x35x32 = 39,200 features.
+    """
+
+    channels: int = 32
+    num_layers: int = 4
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        if images.ndim != 4:
+            raise ValueError(f"ConvEncoder expects images [B, H, W, C], got shape {images.shape}")
+        x = images.astype(jnp.float32) / 255.0 - 0.5
+        for i in range(self.num_layers):
+            x = nn.Conv(self.channels, (3, 3), strides=(2, 2) if i == 0 else (1, 1),
+                        padding="VALID", kernel_init=nn.initializers.orthogonal(RELU_GAIN),
+                        bias_init=nn.initializers.zeros, name=f"conv_{i}")(x)
+            x = nn.relu(x)
+        return x.reshape(x.shape[0], -1)
+
+
+def is_dense_param(path: tuple, leaf: object = None) -> bool:
+    """True for the kernel/bias of a dense layer built by this file (not conv, not LayerNorm).
+
+    ``path`` is a ``jax.tree_util`` key path; use with ``perturb(..., where=is_dense_param)``.
+    """
+    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    if len(names) < 2 or names[-1] not in ("kernel", "bias"):
+        return False
+    module = names[-2]
+    return module == "dense" or module.startswith("dense_")
+
+
+def conv_encoder_output_size(height: int, width: int, channels: int = 32,
+                             num_layers: int = 4) -> int:
+    """Number of features ``ConvEncoder`` gives for ``height x width`` images."""
+    h, w = (height - 3) // 2 + 1, (width - 3) // 2 + 1
+    h, w = h - 2 * (num_layers - 1), w - 2 * (num_layers - 1)
+    if h < 1 or w < 1:
+        raise ValueError(f"images of {height}x{width} are too small for {num_layers} conv layers")
+    return h * w * channels

@@ -1,0 +1,102 @@
+"""Batches for training: n-step transitions with frame stacks, and sequences (all jittable).
+
+Static arguments: ``batch_size``, ``n_step``, ``frame_stack``, ``length``, ``sampler``; ``gamma``
+may be traced (BBF anneals it). Jit them with those names static, or call inside a train step.
+"""
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from rl.replay.gather import gather_stack, gather_window, n_step_return
+from rl.replay.samplers import Sampler, sample_starts, uniform
+from rl.replay.state import ReplayState, slot_ages
+
+
+@flax.struct.dataclass
+class Transitions:
+    obs: jax.Array        # [B, H, W, Ch*S] uint8, stack at t (oldest frame first)
+    action: jax.Array     # [B, *A] the action taken at obs_t (stored at t+1)
+    reward: jax.Array     # [B] sum_{k=1..m} gamma^(k-1) r_{t+k}
+    discount: jax.Array   # [B] gamma^m * discount_{t+m}: 0 after a terminal
+    next_obs: jax.Array   # [B, H, W, Ch*S] uint8, stack at t+m
+    env_index: jax.Array  # [B] int32
+    slot: jax.Array       # [B] int32, slot of t (for update_priorities)
+    prob: jax.Array       # [B] float32 sampling probability (for importance weights)
+
+
+@flax.struct.dataclass
+class Sequences:
+    obs: jax.Array          # [B, T, H, W, Ch] uint8
+    action: jax.Array       # [B, T, *A] action that LED to obs[:, t] (zeros on is_first)
+    reward: jax.Array       # [B, T] reward received on arriving at obs[:, t]
+    discount: jax.Array     # [B, T]
+    is_first: jax.Array     # [B, T] stored flags: a window may start mid-episode and cross into the next one
+    is_last: jax.Array      # [B, T]
+    is_terminal: jax.Array  # [B, T]
+    env_index: jax.Array    # [B] int32
+    slot: jax.Array         # [B] int32, slot of the window's first step
+    prob: jax.Array         # [B] float32
+
+
+def _check_steps(name: str, value: int, capacity: int, largest: int) -> None:
+    if not isinstance(value, int) or value < 1 or value > largest:
+        raise ValueError(f"{name} must be an int in [1, {largest}] for {capacity} slots per env, got {value!r}")
+
+
+def valid_transition_starts(state: ReplayState, n_step: int) -> jax.Array:
+    """``[E, C]`` bool: t is written, t+n_step is written, t is not an episode's last step, and
+    t+1 continues t's episode."""
+    ages = slot_ages(state)
+    in_range = (ages >= n_step) & (ages < state.size)
+    next_is_first = jnp.roll(state.is_first, -1, axis=1)
+    return in_range[None] & ~state.is_last & ~next_is_first
+
+
+def valid_sequence_starts(state: ReplayState, length: int) -> jax.Array:
+    """``[E, C]`` bool: the window ``t .. t+length-1`` lies inside written data (never wraps into
+    the oldest, overwritten region and never passes the newest write)."""
+    ages = slot_ages(state)
+    in_range = (ages >= length - 1) & (ages < state.size)
+    return jnp.broadcast_to(in_range[None], state.is_first.shape)
+
+
+def sample_transitions(state: ReplayState, key: jax.Array, batch_size: int, n_step: int,
+                       gamma: float | jax.Array, frame_stack: int,
+                       sampler: Sampler = uniform) -> Transitions:
+    """n-step transitions ``(o_t, a_t, R^(m), gamma^m d_{t+m}, o_{t+m})`` that never cross an
+    episode: ``m = n_step`` unless the episode's last step comes first."""
+    capacity = state.capacity_per_env
+    _check_steps("n_step", n_step, capacity, capacity - 1)
+    env_index, slot, prob = sample_starts(
+        state, key, batch_size, valid_transition_starts(state, n_step), sampler)
+    ahead = gather_window(state, env_index, (slot + 1) % capacity, n_step,
+                          fields=("reward", "discount", "is_first", "is_last"))
+    ret, bootstrap, m = n_step_return(ahead["reward"], ahead["discount"], ahead["is_first"],
+                                      ahead["is_last"], gamma)
+    next_slot = (slot + m) % capacity
+    return Transitions(
+        obs=gather_stack(state, env_index, slot, frame_stack),
+        action=state.action[env_index, (slot + 1) % capacity],
+        reward=ret,
+        discount=bootstrap,
+        next_obs=gather_stack(state, env_index, next_slot, frame_stack),
+        env_index=env_index, slot=slot, prob=prob,
+    )
+
+
+def sample_sequences(state: ReplayState, key: jax.Array, batch_size: int, length: int,
+                     sampler: Sampler = uniform) -> Sequences:
+    """Windows of ``length`` consecutive stored steps inside written data.
+
+    Windows may cross episode boundaries; ``is_first`` inside a window is where a world model
+    resets. The first step keeps its stored flags (usually mid-episode); world models start each
+    window from their zero state anyway.
+    """
+    capacity = state.capacity_per_env
+    _check_steps("length", length, capacity, capacity)
+    env_index, slot, prob = sample_starts(
+        state, key, batch_size, valid_sequence_starts(state, length), sampler)
+    window = gather_window(state, env_index, slot, length)
+    return Sequences(**window, env_index=env_index, slot=slot, prob=prob)

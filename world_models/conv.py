@@ -1,0 +1,125 @@
+"""Dreamer's conv encoder and transposed-conv decoder, and the one place images are scaled.
+
+Encoder (Dreamer-v1): ``len(kernels)`` convs, stride 2, VALID padding, channels
+``depth * (1, 2, 4, 8, ...)``, ReLU, flattened: 64x64 with kernels (4,4,4,4) -> 2x2x256 = 1024.
+Decoder (Dreamer-v1): Dense(32*depth) (no activation) -> a 1x1 map -> transposed convs, stride 2,
+VALID, channels ``depth * (..., 4, 2, 1)`` then the image channels, ReLU between, none at the end:
+kernels (5,5,6,6) give 1 -> 5 -> 13 -> 30 -> 64. The decoder output is the mean of a
+unit-variance Gaussian over the scaled image.
+
+32x32 debug images: encoder kernels (4,4,4) give 32 -> 15 -> 6 -> 2; decoder kernels (5,5,8)
+give 1 -> 5 -> 13 -> 32. Any other size: pick kernels with ``decoder_output_size`` (a clear error
+names the size the kernels give).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from world_models.mlp import activation
+
+STRIDE = 2
+# How uint8 pixels map to model inputs/targets. Dreamer-v1: "centered"; RePo port: "symmetric";
+# STORM / DreamerV3: "unit".
+_SCALES = {"centered": (1.0 / 255.0, -0.5), "symmetric": (2.0 / 255.0, -1.0),
+           "unit": (1.0 / 255.0, 0.0)}
+
+
+def _scale(name: str) -> tuple[float, float]:
+    if name not in _SCALES:
+        raise ValueError(f"image_scale={name!r}; valid: {sorted(_SCALES)}")
+    return _SCALES[name]
+
+
+def preprocess_image(obs: jax.Array, scale: str) -> jax.Array:
+    """uint8 pixels -> float32 in the range named by ``scale``."""
+    mul, add = _scale(scale)
+    return obs.astype(jnp.float32) * mul + add
+
+
+def postprocess_image(x: jax.Array, scale: str) -> jax.Array:
+    """Inverse of ``preprocess_image``, clipped and rounded to uint8."""
+    mul, add = _scale(scale)
+    return jnp.clip(jnp.round((x - add) / mul), 0, 255).astype(jnp.uint8)
+
+
+def conv_output_size(size: int, kernels: Sequence[int]) -> int:
+    """Spatial size after VALID stride-2 convs with ``kernels`` (0 or less: too small)."""
+    for k in kernels:
+        size = (size - k) // STRIDE + 1
+    return size
+
+
+def decoder_output_size(kernels: Sequence[int]) -> int:
+    """Spatial size after VALID stride-2 transposed convs with ``kernels``, from a 1x1 map."""
+    size = 1
+    for k in kernels:
+        size = (size - 1) * STRIDE + k
+    return size
+
+
+def encoder_embed_size(image_shape: Sequence[int], depth: int, kernels: Sequence[int]) -> int:
+    """Flattened encoder output size for ``image_shape = (H, W, C)``; raises if too small."""
+    height, width = image_shape[0], image_shape[1]
+    out_h, out_w = conv_output_size(height, kernels), conv_output_size(width, kernels)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"images of {height}x{width} are too small for encoder kernels "
+                         f"{tuple(kernels)} (stride 2, VALID); use fewer/smaller kernels")
+    return out_h * out_w * depth * 2 ** (len(kernels) - 1)
+
+
+def check_decoder(image_shape: Sequence[int], kernels: Sequence[int]) -> None:
+    """Raise unless the decoder kernels produce exactly ``image_shape``'s (square) size."""
+    height, width = image_shape[0], image_shape[1]
+    size = decoder_output_size(kernels)
+    if height != width or size != height:
+        raise ValueError(
+            f"decoder kernels {tuple(kernels)} give {size}x{size} images but the observations "
+            f"are {height}x{width}; use (5, 5, 6, 6) for 64x64 or (5, 5, 8) for 32x32")
+
+
+class ConvEncoder(nn.Module):
+    """Scaled images ``[..., H, W, C]`` (float) -> embeddings ``[..., E]``."""
+
+    depth: int = 32
+    kernels: tuple[int, ...] = (4, 4, 4, 4)
+    act: str = "relu"
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        lead, image_shape = images.shape[:-3], images.shape[-3:]
+        encoder_embed_size(image_shape, self.depth, self.kernels)   # clear error if too small
+        x = images.reshape((-1,) + image_shape)
+        for i, k in enumerate(self.kernels):
+            x = nn.Conv(self.depth * 2 ** i, (k, k), strides=(STRIDE, STRIDE), padding="VALID",
+                        name=f"conv_{i}")(x)
+            x = activation(self.act)(x)
+        return x.reshape(lead + (-1,))
+
+
+class ConvDecoder(nn.Module):
+    """Features ``[..., F]`` -> image means ``[..., H, W, C]`` in the scaled range."""
+
+    image_shape: tuple[int, int, int]
+    depth: int = 32
+    kernels: tuple[int, ...] = (5, 5, 6, 6)
+    act: str = "relu"
+
+    @nn.compact
+    def __call__(self, feat: jax.Array) -> jax.Array:
+        check_decoder(self.image_shape, self.kernels)
+        lead = feat.shape[:-1]
+        x = nn.Dense(32 * self.depth, name="project")(feat.reshape(-1, feat.shape[-1]))
+        x = x[:, None, None, :]
+        num = len(self.kernels)
+        for i, k in enumerate(self.kernels):
+            last = i == num - 1
+            channels = self.image_shape[-1] if last else self.depth * 2 ** (num - 2 - i)
+            x = nn.ConvTranspose(channels, (k, k), strides=(STRIDE, STRIDE), padding="VALID",
+                                 name=f"deconv_{i}")(x)
+            if not last:
+                x = activation(self.act)(x)
+        return x.reshape(lead + tuple(self.image_shape))

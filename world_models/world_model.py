@@ -1,0 +1,193 @@
+"""``WorldModel``: conv encoder + RSSM + reward/continue heads + (optional) decoder.
+
+Pure functions on one params dict ``{"encoder", "rssm", "reward", ["continue"], ["decoder"]}``.
+Representation objectives consume ``observe``'s ``WorldModelOutputs`` and call the heads through
+the model; imagination and the actor-critic only see features (``[..., feat_size]``) and
+``imagine``'s rollout.
+
+Actions: the batch holds env actions (int32 indices for discrete spaces, floats in the env's box
+for continuous ones); ``action_vector`` turns them into model inputs (one-hot, or rescaled to
+[-1, 1]); ``env_action`` is its inverse for acting.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rl import imagination, symlog
+from rl.envs.types import EnvSpec
+from world_models import conv, heads
+from world_models.config import WorldModelConfig
+from world_models.rssm import RSSM, LatentState
+
+Params = Any
+FeaturePolicy = Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]   # (feat, key) -> (a, aux)
+
+
+class WorldModelOutputs(NamedTuple):
+    """What ``observe`` gives a representation objective (all ``[B, T, ...]`` but ``last``)."""
+
+    embeds: jax.Array          # [B, T, E]
+    posts: LatentState         # [B, T, ...]
+    priors: LatentState        # [B, T, ...]
+    feats: jax.Array           # [B, T, F] features of the posteriors
+    last: LatentState          # [B, ...] the final posterior (to carry on)
+    params: Params             # the world-model params these came from (for the heads)
+
+
+class WorldModel:
+    def __init__(self, cfg: WorldModelConfig, spec: EnvSpec):
+        self.cfg = cfg
+        self.spec = spec
+        self.image_shape = tuple(spec.obs_shape)
+        if len(self.image_shape) != 3:
+            raise ValueError(f"WorldModel needs pixel observations (H, W, C), got obs_shape "
+                             f"{spec.obs_shape}")
+        act = spec.action
+        self.discrete = act.discrete
+        self.action_dim = act.num_actions if act.discrete else int(math.prod(act.shape))
+        self._action_box = None
+        if not act.discrete and act.low is not None and act.high is not None \
+                and (act.low, act.high) != (-1.0, 1.0):
+            self._action_box = (float(act.low), float(act.high))
+        self.embed_size = conv.encoder_embed_size(self.image_shape, cfg.cnn_depth,
+                                                  cfg.encoder_kernels)
+        self.encoder = conv.ConvEncoder(cfg.cnn_depth, cfg.encoder_kernels, cfg.cnn_act)
+        self.decoder = None
+        if cfg.decoder:
+            conv.check_decoder(self.image_shape, cfg.decoder_kernels)
+            self.decoder = conv.ConvDecoder(self.image_shape, cfg.cnn_depth, cfg.decoder_kernels,
+                                            cfg.cnn_act)
+        self.rssm = RSSM(cfg, self.action_dim, self.embed_size)
+        self.reward_head = heads.ScalarHead(cfg.reward_layers, cfg.head_units, cfg.reward_head,
+                                            cfg.num_bins, cfg.head_act, cfg.head_norm)
+        self.continue_head = (heads.ContinueHead(cfg.continue_layers, cfg.head_units,
+                                                 cfg.head_act, cfg.head_norm)
+                              if cfg.continue_head else None)
+        self.bins = symlog.bins(cfg.num_bins, -cfg.bin_range, cfg.bin_range)
+
+    @property
+    def feat_size(self) -> int:
+        return self.cfg.feat_size
+
+    # ---- params and states -------------------------------------------------------------------
+    def init(self, key: jax.Array) -> Params:
+        keys = jax.random.split(key, 5)
+        image = jnp.zeros((1,) + self.image_shape, jnp.float32)
+        feat = jnp.zeros((1, self.feat_size), jnp.float32)
+        params = {"encoder": self.encoder.init(keys[0], image)["params"],
+                  "rssm": self.rssm.init(keys[1]),
+                  "reward": self.reward_head.init(keys[2], feat)["params"]}
+        if self.continue_head is not None:
+            params["continue"] = self.continue_head.init(keys[3], feat)["params"]
+        if self.decoder is not None:
+            params["decoder"] = self.decoder.init(keys[4], feat)["params"]
+        return params
+
+    def initial(self, batch_size: int) -> LatentState:
+        return self.rssm.initial(batch_size)
+
+    @staticmethod
+    def features(state: LatentState) -> jax.Array:
+        return RSSM.features(state)
+
+    def kl(self, post: LatentState, prior: LatentState) -> jax.Array:
+        return self.rssm.kl(post, prior)
+
+    # ---- actions -----------------------------------------------------------------------------
+    def action_vector(self, action: jax.Array) -> jax.Array:
+        """Env actions ``[..., *A]`` -> model inputs ``[..., action_dim]`` (float32)."""
+        if self.discrete:
+            if not jnp.issubdtype(action.dtype, jnp.integer):
+                raise ValueError(f"discrete actions must be integer indices, got {action.dtype}")
+            return jax.nn.one_hot(action, self.action_dim, dtype=jnp.float32)
+        action = action.astype(jnp.float32)
+        if self._action_box is not None:
+            low, high = self._action_box
+            action = 2.0 * (action - low) / (high - low) - 1.0
+        return action
+
+    def env_action(self, action_vector: jax.Array) -> jax.Array:
+        """Model action vectors -> env actions (int32 index, or floats in the env's box)."""
+        if self.discrete:
+            return jnp.argmax(action_vector, -1).astype(jnp.int32)
+        if self._action_box is not None:
+            low, high = self._action_box
+            action_vector = (action_vector + 1.0) / 2.0 * (high - low) + low
+        return action_vector.reshape(action_vector.shape[:-1] + tuple(self.spec.action.shape))
+
+    # ---- filtering ---------------------------------------------------------------------------
+    def preprocess(self, obs: jax.Array) -> jax.Array:
+        """uint8 frames -> the model's image scale (also the decoder's target)."""
+        return conv.preprocess_image(obs, self.cfg.image_scale)
+
+    def embed(self, params: Params, obs: jax.Array) -> jax.Array:
+        """uint8 frames ``[..., H, W, C]`` -> embeddings ``[..., E]``."""
+        return self.encoder.apply({"params": params["encoder"]}, self.preprocess(obs))
+
+    def observe(self, params: Params, obs: jax.Array, actions: jax.Array, is_first: jax.Array,
+                state0: LatentState, key: jax.Array, unroll: int = 1) -> WorldModelOutputs:
+        """Filter ``obs [B,T,H,W,C]`` uint8 with ``actions [B,T,*A]`` (env actions that led to
+        each frame) and ``is_first [B,T]``, starting from ``state0``."""
+        embeds = self.embed(params, obs)
+        last, posts, priors = self.rssm.observe(params["rssm"], embeds,
+                                                self.action_vector(actions), is_first, state0,
+                                                key, unroll)
+        return WorldModelOutputs(embeds, posts, priors, self.features(posts), last, params)
+
+    def obs_step(self, params: Params, state: LatentState, prev_action: jax.Array,
+                 obs: jax.Array, is_first: jax.Array, key: jax.Array) -> LatentState:
+        """One online filtering step for acting: ``obs [N,H,W,C]`` uint8, ``prev_action
+        [N, action_dim]`` (a model action vector); resets where ``is_first``."""
+        post, _ = self.rssm.obs_step(params["rssm"], state, prev_action,
+                                     self.embed(params, obs), is_first, key)
+        return post
+
+    # ---- imagination -------------------------------------------------------------------------
+    def img_step(self, params: Params, state: LatentState, action: jax.Array,
+                 key: jax.Array) -> LatentState:
+        return self.rssm.img_step(params["rssm"], state, action, key)
+
+    def imagine(self, params: Params, start: LatentState, policy_fn: FeaturePolicy,
+                horizon: int, key: jax.Array, unroll: int = 1) -> imagination.Rollout:
+        """Roll ``start [N, ...]`` forward ``horizon`` steps under ``policy_fn(feat, key)``.
+        Returns a ``Rollout`` whose ``states`` are ``LatentState [N, H+1, ...]``."""
+        step_fn = lambda state, action, k: self.img_step(params, state, action, k)
+        policy = lambda state, k: policy_fn(self.features(state), k)
+        return imagination.rollout(step_fn, policy, start, horizon, key, unroll)
+
+    # ---- heads -------------------------------------------------------------------------------
+    def reward_out(self, params: Params, feat: jax.Array) -> jax.Array:
+        return self.reward_head.apply({"params": params["reward"]}, feat)
+
+    def reward(self, params: Params, feat: jax.Array) -> jax.Array:
+        """Predicted reward (mean) ``[...]``."""
+        return heads.scalar_mean(self.cfg.reward_head, self.reward_out(params, feat), self.bins)
+
+    def reward_loss(self, params: Params, feat: jax.Array, target: jax.Array) -> jax.Array:
+        return heads.scalar_loss(self.cfg.reward_head, self.reward_out(params, feat), target,
+                                 self.bins)
+
+    def continue_prob(self, params: Params, feat: jax.Array) -> jax.Array:
+        """P(episode continues) ``[...]``; ones without a continue head."""
+        if self.continue_head is None:
+            return jnp.ones(feat.shape[:-1], feat.dtype)
+        return jax.nn.sigmoid(self.continue_head.apply({"params": params["continue"]}, feat))
+
+    def continue_loss(self, params: Params, feat: jax.Array, target: jax.Array) -> jax.Array:
+        if self.continue_head is None:
+            raise ValueError("continue_loss needs WorldModelConfig.continue_head=True")
+        logits = self.continue_head.apply({"params": params["continue"]}, feat)
+        return heads.continue_loss(logits, target)
+
+    def decode(self, params: Params, feat: jax.Array) -> jax.Array:
+        """Image means ``[..., H, W, C]`` in the model's image scale."""
+        if self.decoder is None:
+            raise ValueError("decode needs WorldModelConfig.decoder=True")
+        return self.decoder.apply({"params": params["decoder"]}, feat)
+
+    def decode_uint8(self, params: Params, feat: jax.Array) -> jax.Array:
+        return conv.postprocess_image(self.decode(params, feat), self.cfg.image_scale)
