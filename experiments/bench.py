@@ -84,6 +84,38 @@ def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
     return rows
 
 
+def bench_imagination(fused: int, repeats: int) -> list[dict]:
+    """Dreamer-v1 world model + imagination actor-critic update at the paper's batch 50 x 50."""
+    from rl.agents.imagination import ImaginationAgent
+    from rl.agents.imagination_config import ImaginationConfig
+    from rl.envs.types import ActionSpec, EnvSpec
+    from rl.loop import make_update_fn
+
+    spec = EnvSpec("bench", (64, 64, 3), ActionSpec.box(6), action_repeat=2)
+    key = jax.random.PRNGKey(0)
+    replay = jax.jit(_filled_replay, static_argnums=(0, 1))(spec, 5_000, key)
+    cfg = ImaginationConfig()
+    agent = ImaginationAgent(cfg, spec)
+    rows = []
+    for k in sorted({1, fused}):
+        update = make_update_fn(agent, k, fused_sampling=True)
+        holder = {"state": agent.init(key)}
+        step = jnp.asarray(10_000)
+
+        def call():
+            holder["state"], metrics = update(holder["state"], replay, key, step)
+            return metrics
+
+        t_compile = time.perf_counter()
+        jax.block_until_ready(call())
+        t_compile = time.perf_counter() - t_compile
+        per_call = _median_time(call, repeats, 5 if k == 1 else 1)
+        rows.append({"what": f"Dreamer-v1 update (world model + imagination + actor-critic, {k} fused/call)",
+                     "batch": f"{cfg.batch_size}x{cfg.length}", "ms": 1e3 * per_call / k,
+                     "per_s": k / per_call, "note": f"compile {t_compile:.1f}s, horizon {cfg.horizon}"})
+    return rows
+
+
 def bench_env(suite: str, steps: int) -> dict:
     from rl.envs import registry
 
@@ -115,8 +147,14 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
+    parser.add_argument("--agents", nargs="+", default=["drqv2", "imagination"],
+                        choices=["drqv2", "imagination"])
     args = parser.parse_args()
-    rows = bench_drqv2(args.batches, args.fused, args.repeats)
+    rows = []
+    if "drqv2" in args.agents:
+        rows += bench_drqv2(args.batches, args.fused, args.repeats)
+    if "imagination" in args.agents:
+        rows += bench_imagination(args.fused, args.repeats)
     for suite in args.suites:
         try:
             rows.append(bench_env(suite, args.env_steps))

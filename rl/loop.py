@@ -139,6 +139,7 @@ class Trainer:
         self.act = jax.jit(agent.act, static_argnames=("explore",))
         self.update = make_update_fn(agent, cfg.updates_per_call, self.fused)
         self.random_actions = jax.jit(random_actions, static_argnums=(1, 2))
+        self._split4 = jax.jit(lambda key: tuple(jax.random.split(key, 4)))
 
         key = jax.random.PRNGKey(seed)
         key, init_key, self.eval_key = jax.random.split(key, 3)
@@ -182,10 +183,10 @@ class Trainer:
         self.state["replay"] = replay_lib.add_timestep(self.state["replay"], ts,
                                                        action.astype(self.spec.action.dtype))
 
-    def _split(self, n: int):
-        keys = jax.random.split(self.state["key"], n + 1)
-        self.state["key"] = keys[0]
-        return keys[1:]
+    def _step_keys(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Keys for acting, random warm-up actions and updates (one jitted split per step)."""
+        self.state["key"], *keys = self._split4(self.state["key"])
+        return tuple(keys)
 
     def update_every(self) -> int:
         """Agent steps between update calls, from whichever schedule the config names."""
@@ -222,8 +223,8 @@ class Trainer:
             self._evaluate()
         while loop.step < total_steps:
             ts = self.timestep
-            key_act, key_rand, key_update = self._split(3)
-            step = jnp.asarray(loop.step, jnp.int32)
+            key_act, key_rand, key_update = self._step_keys()
+            step = np.int32(loop.step)
             action, self.state["carry"] = self.act(
                 self.state["agent"], self.state["carry"], jnp.asarray(ts.obs),
                 jnp.asarray(ts.is_first), key_act, step, explore=True)

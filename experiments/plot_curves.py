@@ -1,0 +1,69 @@
+"""Learning curves from run directories, with published reference points, as PNG + CSV.
+
+    python -m experiments.plot_curves results/drqv2_dmc/curves.png runs/a runs/b ... \
+        --ref "cartpole_swingup:100000=626,250000=818" --title "DrQ-v2"
+
+Each run directory's ``metrics.jsonl`` gives ``eval/return`` by env frame; the run is labelled
+by its env name (from ``config.yaml``). ``--ref task:frames=value,...`` adds published points.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import pathlib
+
+from rl.logging import read_metrics
+
+
+def eval_curve(run_dir: pathlib.Path) -> tuple[str, list[tuple[int, float, float]]]:
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    rows = [r for r in read_metrics(run_dir) if "eval/return" in r]
+    return cfg["env"]["name"], [(r["step"], r["eval/return"], r["eval/return_std"]) for r in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="PNG path; a CSV with the same stem is written beside it")
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--ref", action="append", default=[], help="task:frames=value,...")
+    parser.add_argument("--ref-label", default="published")
+    parser.add_argument("--title", default="")
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [eval_curve(pathlib.Path(r)) for r in args.runs]
+    refs = {}
+    for spec in args.ref:
+        task, points = spec.split(":", 1)
+        refs[task] = [tuple(float(x) for x in p.split("=")) for p in points.split(",")]
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    out = pathlib.Path(args.out)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["env", "frames", "eval_return_mean", "eval_return_std"])
+        for ax, (name, points) in zip(axes[0], curves):
+            xs, ys, ss = zip(*points)
+            ax.plot(xs, ys, label="ours (1 seed)")
+            ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)],
+                            alpha=0.2)
+            task = name.split("/", 1)[1]
+            if task in refs:
+                rx, ry = zip(*refs[task])
+                ax.plot(rx, ry, "k*", markersize=10, label=args.ref_label)
+            ax.set_title(f"{args.title} {name}".strip())
+            ax.set_xlabel("env frames")
+            ax.set_ylabel("eval return")
+            ax.legend(loc="lower right")
+            writer.writerows([name, x, round(y, 2), round(s, 2)] for x, y, s in points)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+
+
+if __name__ == "__main__":
+    main()
