@@ -36,30 +36,34 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [eval_curve(pathlib.Path(r)) for r in args.runs]
+    curves = [(pathlib.Path(r).name, *eval_curve(pathlib.Path(r))) for r in args.runs]
     refs = {}
     for spec in args.ref:
         task, points = spec.split(":", 1)
         refs[task] = [tuple(float(x) for x in p.split("=")) for p in points.split(",")]
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    envs = sorted({name for _, name, _ in curves})
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.6), squeeze=False)
     out = pathlib.Path(args.out)
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["env", "frames", "eval_return_mean", "eval_return_std"])
-        for ax, (name, points) in zip(axes[0], curves):
-            xs, ys, ss = zip(*points)
-            ax.plot(xs, ys, label="ours (1 seed)")
-            ax.fill_between(xs, [y - s for y, s in zip(ys, ss)], [y + s for y, s in zip(ys, ss)],
-                            alpha=0.2)
-            task = name.split("/", 1)[1]
+        writer.writerow(["run", "env", "frames", "eval_return_mean", "eval_return_std"])
+        for ax, env_name in zip(axes[0], envs):
+            for run, name, points in curves:
+                if name != env_name:
+                    continue
+                xs, ys, ss = zip(*points)
+                ax.plot(xs, ys, marker=".", label=run)
+                ax.fill_between(xs, [y - s for y, s in zip(ys, ss)],
+                                [y + s for y, s in zip(ys, ss)], alpha=0.15)
+                writer.writerows([run, name, x, round(y, 2), round(s, 2)] for x, y, s in points)
+            task = env_name.split("/", 1)[1]
             if task in refs:
                 rx, ry = zip(*refs[task])
                 ax.plot(rx, ry, "k*", markersize=10, label=args.ref_label)
-            ax.set_title(f"{args.title} {name}".strip())
+            ax.set_title(f"{args.title} {env_name}".strip())
             ax.set_xlabel("env frames")
-            ax.set_ylabel("eval return")
-            ax.legend(loc="lower right")
-            writer.writerows([name, x, round(y, 2), round(s, 2)] for x, y, s in points)
+            ax.set_ylabel("eval return (10 episodes)")
+            ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out} and {out.with_suffix('.csv')}")

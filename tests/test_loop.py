@@ -11,16 +11,23 @@ from rl.logging import Logger, read_metrics
 CONF = pathlib.Path(__file__).parents[1] / "conf"
 config_lib.register()
 
-TINY = ["env=toy/reach", "agent=drqv2", "agent.hidden_dim=16", "agent.feature_dim=8",
-        "agent.encoder_channels=4", "agent.encoder_layers=2", "agent.batch_size=8",
-        "agent.num_expl_steps=10", "loop.warmup_frames=20", "loop.log_every_frames=10",
+LOOP = ["env=toy/reach", "loop.warmup_frames=20", "loop.log_every_frames=10",
         "loop.eval_every_frames=40", "loop.eval_episodes=1", "loop.video_every_evals=2",
         "loop.checkpoint_every_frames=30", "loop.progress=false", "logger.wandb_mode=disabled"]
+TINY = [*LOOP, "agent=drqv2", "agent.hidden_dim=16", "agent.feature_dim=8",
+        "agent.encoder_channels=4", "agent.encoder_layers=2", "agent.batch_size=8",
+        "agent.num_expl_steps=10"]
+TINY_IMAGINATION = [*LOOP, "agent=imagination", "world_model=debug", "env.size=32",
+                    "agent.batch_size=2", "agent.length=6", "agent.horizon=3",
+                    "agent.actor_critic.actor_units=8", "agent.actor_critic.critic_units=8",
+                    "agent.actor_critic.actor_layers=1", "agent.actor_critic.critic_layers=1",
+                    "loop.update_every_frames=10", "loop.updates_per_call=1"]
+AGENTS = {"drqv2": TINY, "imagination": TINY_IMAGINATION}
 
 
-def _cfg(run_dir, *overrides):
+def _cfg(run_dir, *overrides, agent="drqv2"):
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, *overrides])
+        cfg = compose("config", overrides=[*AGENTS[agent], *overrides])
     cfg.run_dir = str(run_dir)
     return cfg
 
@@ -34,9 +41,10 @@ class Killed(Exception):
     pass
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch, agent):
     straight = tmp_path / "straight"
-    train(_cfg(straight, "loop.frames=120"))
+    train(_cfg(straight, "loop.frames=120", agent=agent))
 
     interrupted = tmp_path / "interrupted"
     log = Logger.log
@@ -48,12 +56,14 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Logger, "log", log_then_die)
     with pytest.raises(Killed):
-        train(_cfg(interrupted, "loop.frames=120"))
+        train(_cfg(interrupted, "loop.frames=120", agent=agent))
     monkeypatch.setattr(Logger, "log", log)
-    train(_cfg(interrupted, f"resume={interrupted}"))
+    train(_cfg(interrupted, f"resume={interrupted}", agent=agent))
 
     a, b = read_metrics(straight), read_metrics(interrupted)
-    assert any("train/critic_loss" in row for row in a) and a[-1]["step"] == 120
+    assert sum("progress/updates" in row and row["progress/updates"] > 0 for row in a) > 3
+    assert any(k.startswith("train/") and "loss" in k for row in a for k in row)
+    assert a[-1]["step"] == 120
     assert _comparable(a) == _comparable(b)
     assert (straight / "videos").exists() and (straight / "final.json").exists()
 
