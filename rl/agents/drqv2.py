@@ -115,7 +115,7 @@ class DrQV2Agent:
 
     def init(self, key: jax.Array) -> DrQV2State:
         key, k_params = jax.random.split(key)
-        params = self.init_params(k_params)
+        params = jax.jit(self.init_params)(k_params)  # one compile instead of one per layer op
         features = jnp.zeros((1, self.repr_dim), jnp.float32)
         aux_keys = jax.random.split(key, max(len(self.hooks.aux_losses), 1))
         aux_params = {a.name: a.init(k, features) for a, k in zip(self.hooks.aux_losses, aux_keys)}
