@@ -50,10 +50,28 @@ def _filled_replay(spec, capacity: int, key: jax.Array):
     return replay
 
 
+def _time_updates(agent, replay, key, updates_per_call: int, repeats: int,
+                  inner: int) -> tuple[float, float]:
+    """(compile seconds, seconds per update) of the loop's fused sample+update call."""
+    from rl.loop import make_update_fn
+
+    update = make_update_fn(agent, updates_per_call, fused_sampling=True)
+    holder = {"state": agent.init(key)}
+    step = jnp.asarray(10_000)
+
+    def call():
+        holder["state"], metrics = update(holder["state"], replay, key, step)
+        return metrics
+
+    t_compile = time.perf_counter()
+    jax.block_until_ready(call())
+    t_compile = time.perf_counter() - t_compile
+    return t_compile, _median_time(call, repeats, inner) / updates_per_call
+
+
 def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
     from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
     from rl.envs.types import ActionSpec, EnvSpec
-    from rl.loop import make_update_fn
 
     spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
     rows = []
@@ -62,21 +80,9 @@ def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
     for batch in batches:
         agent = DrQV2Agent(DrQV2Config(batch_size=batch), spec)
         for k in sorted({1, fused}):
-            update = make_update_fn(agent, k, fused_sampling=True)
-            holder = {"state": agent.init(key)}
-            step = jnp.asarray(10_000)
-
-            def call():
-                holder["state"], metrics = update(holder["state"], replay, key, step)
-                return metrics
-
-            t_compile = time.perf_counter()
-            jax.block_until_ready(call())
-            t_compile = time.perf_counter() - t_compile
-            per_call = _median_time(call, repeats, 20 if k == 1 else 2)
+            t_compile, per = _time_updates(agent, replay, key, k, repeats, 20 if k == 1 else 2)
             rows.append({"what": f"DrQ-v2 update (sample+update, {k} fused/call)", "batch": batch,
-                         "ms": 1e3 * per_call / k, "per_s": k / per_call,
-                         "note": f"compile {t_compile:.1f}s"})
+                         "ms": 1e3 * per, "per_s": 1 / per, "note": f"compile {t_compile:.1f}s"})
         sample = jax.jit(agent.sample)
         per = _median_time(lambda: sample(replay, key), repeats, 50)
         rows.append({"what": "replay.sample_transitions (n=3, stack 3, 84px)", "batch": batch,
@@ -89,7 +95,6 @@ def bench_imagination(fused: int, repeats: int) -> list[dict]:
     from rl.agents.imagination import ImaginationAgent
     from rl.agents.imagination_config import ImaginationConfig
     from rl.envs.types import ActionSpec, EnvSpec
-    from rl.loop import make_update_fn
 
     spec = EnvSpec("bench", (64, 64, 3), ActionSpec.box(6), action_repeat=2)
     key = jax.random.PRNGKey(0)
@@ -98,21 +103,11 @@ def bench_imagination(fused: int, repeats: int) -> list[dict]:
     agent = ImaginationAgent(cfg, spec)
     rows = []
     for k in sorted({1, fused}):
-        update = make_update_fn(agent, k, fused_sampling=True)
-        holder = {"state": agent.init(key)}
-        step = jnp.asarray(10_000)
-
-        def call():
-            holder["state"], metrics = update(holder["state"], replay, key, step)
-            return metrics
-
-        t_compile = time.perf_counter()
-        jax.block_until_ready(call())
-        t_compile = time.perf_counter() - t_compile
-        per_call = _median_time(call, repeats, 5 if k == 1 else 1)
-        rows.append({"what": f"Dreamer-v1 update (world model + imagination + actor-critic, {k} fused/call)",
-                     "batch": f"{cfg.batch_size}x{cfg.length}", "ms": 1e3 * per_call / k,
-                     "per_s": k / per_call, "note": f"compile {t_compile:.1f}s, horizon {cfg.horizon}"})
+        t_compile, per = _time_updates(agent, replay, key, k, repeats, 5 if k == 1 else 1)
+        rows.append({"what": f"Dreamer-v1 update (world model + imagination + actor-critic, "
+                             f"{k} fused/call)", "batch": f"{cfg.batch_size}x{cfg.length}",
+                     "ms": 1e3 * per, "per_s": 1 / per,
+                     "note": f"compile {t_compile:.1f}s, horizon {cfg.horizon}"})
     return rows
 
 
