@@ -3,8 +3,9 @@
     python -m experiments.plot_curves results/drqv2_dmc/curves.png runs/a runs/b ... \
         --ref "cartpole_swingup:100000=626,250000=818" --title "DrQ-v2"
 
-Each run directory's ``metrics.jsonl`` gives ``eval/return`` by env frame; the run is labelled
-by its env name (from ``config.yaml``). ``--ref task:frames=value,...`` adds published points.
+Each run directory's ``metrics.jsonl`` gives ``eval/return`` by env frame; runs are grouped into
+one panel per env (from ``config.yaml``) and labelled by their directory name.
+``--ref task:frames=value,...`` adds published points to that task's panel.
 """
 from __future__ import annotations
 
