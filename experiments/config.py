@@ -167,6 +167,15 @@ def loop_config(cfg: DictConfig) -> LoopConfig:
     return _from_node(LoopConfig, cfg.loop)
 
 
+def replay_capacity(cfg: DictConfig, action_repeat: int) -> int:
+    """The configured capacity, cut to what the run's frame budget can fill (so short runs do
+    not allocate or checkpoint a 1M-slot buffer). Fixed at the start: a resumed run that gets
+    a larger ``loop.frames`` keeps this capacity and the ring wraps."""
+    num_envs = cfg.env.num_envs
+    fillable = (cfg.loop.frames // action_repeat // num_envs + 1) * num_envs
+    return min(cfg.loop.replay_capacity, fillable)
+
+
 def fingerprint(cfg: DictConfig) -> str:
     """Hash of what decides the shapes of the checkpointed state (env, agent, replay)."""
     parts = {"env": OmegaConf.to_container(cfg.env), "agent": OmegaConf.to_container(cfg.agent),

@@ -129,9 +129,7 @@ class Trainer:
         self.spec = env.spec
         self.num_envs = env.num_envs
         self.action_repeat = self.spec.action_repeat
-        # never allocate (or checkpoint) more replay than this run can fill
-        capacity = min(cfg.replay_capacity,
-                       (cfg.frames // self.action_repeat // self.num_envs + 1) * self.num_envs)
+        capacity = cfg.replay_capacity  # experiments.train cuts it to the frame budget
         self.replay_device = replay_lib.choose_device(self.spec, capacity,
                                                       int(cfg.replay_budget_gb * 2**30))
         self.print(f"replay: {replay_lib.describe(self.spec, capacity)} on {self.replay_device}")

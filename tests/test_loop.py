@@ -80,3 +80,11 @@ def test_resume_refuses_a_changed_model(tmp_path):
 def test_resume_needs_a_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.yaml"):
         train(_cfg(tmp_path / "x", f"resume={tmp_path / 'nothing'}"))
+
+
+def test_resume_can_extend_the_frame_budget(tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(run, "loop.frames=40"))
+    train(_cfg(run, f"resume={run}"), ["loop.frames=80"])
+    rows = read_metrics(run)
+    assert rows[-1]["step"] == 80 and rows[-1]["progress/frames"] == 80
