@@ -125,6 +125,7 @@ class Config:
     loop: Any = dataclasses.field(default_factory=lambda: mirror(LoopConfig)())
     logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
     seed: int = 1
+    num_seeds: int = 1                       # independent copies vmapped in this one process
     resume: Optional[str] = None             # a run directory to continue
     run_dir: str = "."
     device: str = "auto"                     # auto | cpu | gpu
@@ -179,5 +180,5 @@ def replay_capacity(cfg: DictConfig, action_repeat: int) -> int:
 def fingerprint(cfg: DictConfig) -> str:
     """Hash of what decides the shapes of the checkpointed state (env, agent, replay)."""
     parts = {"env": OmegaConf.to_container(cfg.env), "agent": OmegaConf.to_container(cfg.agent),
-             "replay": cfg.loop.replay_capacity}
+             "replay": cfg.loop.replay_capacity, "num_seeds": cfg.num_seeds}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,16 +11,22 @@ from rl.agents.base import Agent
 
 
 def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, key: jax.Array,
-             step: jax.Array, record_video: bool = False,
-             max_steps: int = 10_000_000) -> tuple[dict[str, float], np.ndarray | None]:
-    """Runs ``episodes`` full episodes with ``explore=False``; returns stats and env 0's frames.
+             step: jax.Array, record_video: bool = False, max_steps: int = 10_000_000,
+             groups: int = 1) -> tuple[list[dict[str, float]], np.ndarray | None]:
+    """Runs ``episodes`` full episodes per group with ``explore=False``; returns one stats dict
+    per group and env 0's frames.
 
+    ``groups``: the env is split into that many equal blocks of consecutive envs (one per
+    vmapped seed, ``rl.agents.seed_stack``), each evaluated on its own episodes.
     The eval env is reset at every call; it seeds its episodes itself, so a run that is resumed
     evaluates on the same episodes as an uninterrupted one.
     """
+    if groups < 1 or env.num_envs % groups:
+        raise ValueError(f"evaluate: {env.num_envs} envs cannot be split into groups={groups}")
+    envs_per_group = env.num_envs // groups
     ts = env.reset()
     carry = agent.initial_carry(env.num_envs)
-    returns, lengths, successes = [], [], []
+    stats = [{"return": [], "length": [], "success": []} for _ in range(groups)]
     frames = [ts.obs[0]] if record_video else None
     recording = record_video
     for _ in range(max_steps):
@@ -32,16 +38,20 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
             frames.append(ts.obs[0])
             recording = not ts.is_last[0]
         for i in np.flatnonzero(ts.is_last):
-            returns.append(float(ts.info["episode_return"][i]))
-            lengths.append(float(ts.info["episode_length"][i]))
+            group = stats[i // envs_per_group]
+            group["return"].append(float(ts.info["episode_return"][i]))
+            group["length"].append(float(ts.info["episode_length"][i]))
             if "episode_success" in ts.info:
-                successes.append(float(ts.info["episode_success"][i]))
-        if len(returns) >= episodes:
+                group["success"].append(float(ts.info["episode_success"][i]))
+        if min(len(g["return"]) for g in stats) >= episodes:
             break
-    returns, lengths = returns[:episodes], lengths[:episodes]
-    result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
-              "episode_length": float(np.mean(lengths)), "episodes": float(len(returns))}
-    if successes:
-        result["success"] = float(np.mean(successes[:episodes]))
+    results = []
+    for group in stats:
+        returns, lengths = group["return"][:episodes], group["length"][:episodes]
+        result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
+                  "episode_length": float(np.mean(lengths)), "episodes": float(len(returns))}
+        if group["success"]:
+            result["success"] = float(np.mean(group["success"][:episodes]))
+        results.append(result)
     video = np.stack(frames) if record_video else None
-    return result, video
+    return results, video

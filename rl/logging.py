@@ -33,7 +33,7 @@ class Logger:
     def __init__(self, run_dir: str | os.PathLike, config: Mapping[str, Any] | None = None,
                  wandb_mode: str = "offline", project: str = "pixel-mbrl",
                  entity: str | None = None, run_name: str | None = None,
-                 resume_step: int | None = None):
+                 resume_step: int | None = None, group: str | None = None):
         if wandb_mode not in WANDB_MODES:
             raise ValueError(f"logger.wandb_mode={wandb_mode!r}; allowed: {WANDB_MODES}")
         self.run_dir = pathlib.Path(run_dir)
@@ -44,7 +44,7 @@ class Logger:
         self._file = open(self.path, "a", buffering=1)
         self._wandb = None
         if wandb_mode != "disabled":
-            self._wandb = self._init_wandb(wandb_mode, project, entity, run_name, config)
+            self._wandb = self._init_wandb(wandb_mode, project, entity, run_name, config, group)
 
     def _truncate_after(self, step: int) -> None:
         """On resume, drop rows logged after the checkpoint so the history is not doubled."""
@@ -54,15 +54,16 @@ class Logger:
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
-    def _init_wandb(self, mode, project, entity, run_name, config):
+    def _init_wandb(self, mode, project, entity, run_name, config, group):
         import wandb  # lazy: optional on machines that log locally only
 
         id_file = self.run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
+        # "create_new": vmapped seeds keep one W&B run each, open side by side in one process
         return wandb.init(project=project, entity=entity, name=run_name, id=run_id,
-                          resume="allow", mode=mode, dir=str(self.run_dir),
-                          config=dict(config) if config else None)
+                          resume="allow", mode=mode, dir=str(self.run_dir), group=group,
+                          reinit="create_new", config=dict(config) if config else None)
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         row = {"step": int(step), **{k: _to_python(v) for k, v in sorted(metrics.items())}}

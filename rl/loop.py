@@ -7,6 +7,7 @@ for the actions and step the environments, so env stepping on CPU overlaps the d
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -15,6 +16,7 @@ import numpy as np
 
 from rl import replay as replay_lib
 from rl.agents.base import Agent
+from rl.agents.seed_stack import SeedStack
 from rl.checkpoint import Checkpointer
 from rl.envs.types import ActionSpec, TimeStep
 from rl.evaluate import evaluate
@@ -35,10 +37,12 @@ class LoopConfig:
     eval_envs: int = 1
     log_every_frames: int = 1_000
     checkpoint_every_frames: int = 100_000  # 0 = only at the end
+    checkpoints: bool = True              # false: never save (throwaway runs; no resume)
     keep_checkpoints: int = 2
     replay_capacity: int = 1_000_000      # transitions in total over all envs
     replay_budget_gb: float = 16.0        # larger buffers live in host memory
     video_every_evals: int = 1            # 0 = no eval videos
+    fuse_updates: bool = True             # K updates per call in one lax.scan, else K dispatches
     progress: bool = True
 
     def validate(self) -> None:
@@ -62,13 +66,34 @@ def random_actions(key: jax.Array, spec: ActionSpec, num: int) -> jax.Array:
     return jax.random.uniform(key, (num, *spec.shape), jnp.float32, spec.low, spec.high)
 
 
-def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool) -> Callable:
-    """One jitted call doing ``updates_per_call`` updates; the agent state is donated.
+def _mean_over_updates(metrics: Any) -> Any:
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), metrics)
+
+
+def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
+                   fuse: bool = True) -> Callable:
+    """One call doing ``updates_per_call`` updates; the agent state is donated.
 
     With the replay on the accelerator, sampling happens inside the same jit (no host round
     trip). With the replay in host memory, batches are sampled by a CPU jit and copied over.
-    Metrics are averaged over the fused updates.
+    ``fuse``: the K updates run in one ``lax.scan``; otherwise the single-update jit is
+    dispatched K times (asynchronously; XLA:GPU runs some updates, e.g. Dreamer's, ~2x slower
+    inside a loop body). Metrics are averaged over the K updates.
     """
+    if not fuse and updates_per_call > 1 and fused_sampling:  # (host replay: always a scan)
+        @functools.partial(jax.jit, donate_argnums=0)
+        def one(state, replay, key, step):  # the scan body below, with the same keys
+            key_sample, key_update = jax.random.split(key)
+            return agent.update(state, agent.sample(replay, key_sample), key_update, step)
+
+        def dispatched(state, replay, key, step):
+            rows = []
+            for k in jax.random.split(key, updates_per_call):
+                state, metrics = one(state, replay, k, step)
+                rows.append(metrics)
+            return state, _mean_over_updates(jax.tree.map(lambda *x: jnp.stack(x), *rows))
+
+        return dispatched
 
     def updates_from_replay(state, replay, key, step):
         def body(state, key):
@@ -79,7 +104,7 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool) ->
         if updates_per_call == 1:  # XLA:CPU runs convolutions ~10x slower inside a loop body
             return body(state, keys[0])
         state, metrics = jax.lax.scan(body, state, keys)
-        return state, jax.tree.map(jnp.mean, metrics)
+        return state, _mean_over_updates(metrics)
 
     if fused_sampling:
         return jax.jit(updates_from_replay, donate_argnums=0)
@@ -91,7 +116,7 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool) ->
 
         keys = jax.random.split(key, updates_per_call)
         state, metrics = jax.lax.scan(body, state, (batches, keys))
-        return state, jax.tree.map(jnp.mean, metrics)
+        return state, _mean_over_updates(metrics)
 
     update = jax.jit(updates_from_batches, donate_argnums=0)
     sample_many = jax.jit(jax.vmap(agent.sample, in_axes=(None, 0)))
@@ -117,35 +142,58 @@ class LoopState:
 
 
 class Trainer:
-    """Owns the pieces of one run; ``run()`` trains until the frame budget is spent."""
+    """Owns the pieces of one run; ``run()`` trains until the frame budget is spent.
+
+    ``num_seeds > 1`` trains that many independent copies of the agent in this one process
+    (``rl.agents.seed_stack.SeedStack``): ``env`` and ``eval_env`` then hold ``num_seeds`` equal
+    blocks of envs, ``logger`` is a list with one logger per copy, and every counter, budget and
+    replay capacity in ``cfg`` is per copy.
+    """
 
     def __init__(self, *, agent: Agent, env: Any, eval_env: Any, cfg: LoopConfig, seed: int,
-                 logger: Logger, checkpointer: Checkpointer | None, fingerprint: str = "",
-                 print_fn: Callable[[str], None] = print):
+                 logger: Logger | list[Logger], checkpointer: Checkpointer | None,
+                 fingerprint: str = "", print_fn: Callable[[str], None] = print,
+                 num_seeds: int = 1):
         cfg.validate()
+        self.num_seeds = num_seeds
+        self.loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+        if len(self.loggers) != num_seeds:
+            raise ValueError(f"num_seeds={num_seeds} needs one logger per seed, got "
+                             f"{len(self.loggers)}")
+        for name, e in (("env", env), ("eval_env", eval_env)):
+            if e.num_envs % num_seeds:
+                raise ValueError(f"{name} has {e.num_envs} envs; num_seeds={num_seeds} needs a "
+                                 f"multiple of it (one equal block per seed)")
+        if num_seeds > 1:
+            agent = SeedStack(agent, num_seeds)
         self.agent, self.env, self.eval_env, self.cfg = agent, env, eval_env, cfg
-        self.logger, self.checkpointer, self.fingerprint = logger, checkpointer, fingerprint
+        self.checkpointer, self.fingerprint = checkpointer, fingerprint
         self.print = print_fn
         self.spec = env.spec
-        self.num_envs = env.num_envs
+        self.total_envs = env.num_envs
+        self.num_envs = env.num_envs // num_seeds   # per seed: loop counters are per seed
         self.action_repeat = self.spec.action_repeat
-        capacity = cfg.replay_capacity  # experiments.train cuts it to the frame budget
-        self.replay_device = replay_lib.choose_device(self.spec, capacity,
-                                                      int(cfg.replay_budget_gb * 2**30))
-        self.print(f"replay: {replay_lib.describe(self.spec, capacity)} on {self.replay_device}")
+        # experiments.train cuts the per-seed capacity to the frame budget
+        capacity = cfg.replay_capacity * num_seeds
+        budget = int(cfg.replay_budget_gb * 2**30)
+        self.replay_device = replay_lib.choose_device(self.spec, capacity, budget,
+                                                      self.total_envs)
+        self.print(f"replay: {replay_lib.describe(self.spec, capacity, self.total_envs)} "
+                   f"on {self.replay_device}")
         self.fused = self.replay_device == jax.devices()[0]
-        self.act = jax.jit(agent.act, static_argnames=("explore",))
-        self.update = make_update_fn(agent, cfg.updates_per_call, self.fused)
+        self.act = jax.jit(self.agent.act, static_argnames=("explore",))
+        self.update = make_update_fn(self.agent, cfg.updates_per_call, self.fused,
+                                     cfg.fuse_updates)
         self.random_actions = jax.jit(random_actions, static_argnums=(1, 2))
         self._split4 = jax.jit(lambda key: tuple(jax.random.split(key, 4)))
 
         key = jax.random.PRNGKey(seed)
         key, init_key, self.eval_key = jax.random.split(key, 3)
         self.state = {
-            "agent": agent.init(init_key),
-            "replay": replay_lib.init(self.spec, capacity, self.num_envs, self.replay_device),
+            "agent": self.agent.init(init_key),
+            "replay": replay_lib.init(self.spec, capacity, self.total_envs, self.replay_device),
             "key": key,
-            "carry": agent.initial_carry(self.num_envs),
+            "carry": self.agent.initial_carry(self.total_envs),
         }
         self.loop = LoopState()
         self.timestep: TimeStep | None = None
@@ -200,20 +248,23 @@ class Trainer:
         return cfg.update_every
 
     def run(self) -> dict[str, float]:
+        """Trains to the frame budget; returns the final evaluation (seed 0's with several
+        seeds; every seed's is in its own log)."""
         cfg, loop = self.cfg, self.loop
         update_every = self.update_every()
         if self.timestep is None:
             self.timestep = self.env.reset()
-            self._add(self.timestep, np.zeros((self.num_envs, *self.spec.action.shape),
+            self._add(self.timestep, np.zeros((self.total_envs, *self.spec.action.shape),
                                               self.spec.action.dtype))
         total_steps = cfg.frames // self.action_repeat
         warmup_steps = cfg.warmup_frames // self.action_repeat
         # never sample before every env holds enough steps for one batch element
         learning_starts = max(warmup_steps,
                               self.num_envs * (getattr(self.agent, "min_replay_steps", 1) + 1))
-        perf = Throughput(self.num_envs * self.action_repeat)
+        perf = Throughput(self.total_envs * self.action_repeat)
         bar = _progress(cfg.progress, total_steps * self.action_repeat, loop.step * self.action_repeat)
-        metrics, returns, lengths, successes = {}, [], [], []
+        metrics = {}
+        episodes = _EpisodeStats(self.num_seeds, self.num_envs)
         next_log = _next_multiple(loop.step, cfg.log_every_frames // self.action_repeat)
         next_eval = _next_multiple(loop.step, max(cfg.eval_every_frames // self.action_repeat, 1))
         next_ckpt = _next_multiple(loop.step, max(cfg.checkpoint_every_frames // self.action_repeat, 1))
@@ -227,7 +278,7 @@ class Trainer:
                 self.state["agent"], self.state["carry"], jnp.asarray(ts.obs),
                 jnp.asarray(ts.is_first), key_act, step, explore=True)
             if loop.step < warmup_steps:
-                action = self.random_actions(key_rand, self.spec.action, self.num_envs)
+                action = self.random_actions(key_rand, self.spec.action, self.total_envs)
             calls = (loop.step + self.num_envs) // update_every - loop.step // update_every
             if loop.step >= learning_starts and calls > 0:
                 for key in jax.random.split(key_update, calls):
@@ -241,28 +292,21 @@ class Trainer:
             self.timestep = ts = self.env.step_wait()
             self._add(ts, action)
             loop.step += self.num_envs
-            perf.env_steps(self.num_envs)
+            perf.env_steps(self.total_envs)
             bar.update(self.num_envs * self.action_repeat)
-            for i in np.flatnonzero(ts.is_last):
-                loop.episodes += 1
-                returns.append(float(ts.info["episode_return"][i]))
-                lengths.append(float(ts.info["episode_length"][i]))
-                if "episode_success" in ts.info:
-                    successes.append(float(ts.info["episode_success"][i]))
+            loop.episodes += episodes.add(ts)
             if loop.step >= next_log:
                 next_log = _next_multiple(loop.step, cfg.log_every_frames // self.action_repeat)
-                row = {f"train/{k}": v for k, v in metrics.items()}  # fetched here, not per step
-                if returns:
-                    row["train/episode_return"] = float(np.mean(returns))
-                    row["train/episode_length"] = float(np.mean(lengths))
-                if successes:
-                    row["train/success"] = float(np.mean(successes))
-                row.update(perf.report())
-                row.update(self._counters())
-                self.logger.log(loop.step * self.action_repeat, row)
-                bar.set_postfix(ret=row.get("train/episode_return", float("nan")),
-                                fps=row.get("perf/env_fps", 0.0), ups=row.get("perf/updates_per_s", 0.0))
-                returns, lengths, successes = [], [], []
+                shared = {**perf.report(), **self._counters()}
+                metrics = jax.device_get(metrics)   # fetched here, not per step
+                for seed_index, logger in enumerate(self.loggers):
+                    row = {f"train/{k}": self._of_seed(v, seed_index) for k, v in metrics.items()}
+                    row.update(episodes.pop(seed_index))
+                    logger.log(loop.step * self.action_repeat, {**row, **shared})
+                    if seed_index == 0:
+                        bar.set_postfix(ret=row.get("train/episode_return", float("nan")),
+                                        fps=shared.get("perf/env_fps", 0.0),
+                                        ups=shared.get("perf/updates_per_s", 0.0))
             if cfg.eval_every_frames and loop.step >= next_eval:
                 next_eval = _next_multiple(loop.step, cfg.eval_every_frames // self.action_repeat)
                 self._evaluate()
@@ -276,6 +320,9 @@ class Trainer:
         bar.close()
         return final
 
+    def _of_seed(self, value: Any, seed_index: int) -> Any:
+        return value[seed_index] if self.num_seeds > 1 else value
+
     def _counters(self) -> dict[str, float]:
         return {"progress/frames": self.loop.step * self.action_repeat,
                 "progress/agent_steps": self.loop.step, "progress/updates": self.loop.updates,
@@ -287,17 +334,20 @@ class Trainer:
         self.loop.evals += 1
         record = (self.cfg.video_every_evals > 0
                   and (self.loop.evals - 1) % self.cfg.video_every_evals == 0)
-        result, video = evaluate(self.agent, self.act, self.state["agent"], self.eval_env,
-                                 self.cfg.eval_episodes, key, jnp.asarray(self.loop.step),
-                                 record_video=record)
+        results, video = evaluate(self.agent, self.act, self.state["agent"], self.eval_env,
+                                  self.cfg.eval_episodes, key, jnp.asarray(self.loop.step),
+                                  record_video=record, groups=self.num_seeds)
         frames = self.loop.step * self.action_repeat
-        self.logger.log(frames, {**{f"eval/{k}": v for k, v in result.items()}, **self._counters()})
+        for logger, result in zip(self.loggers, results):
+            logger.log(frames, {**{f"eval/{k}": v for k, v in result.items()},
+                                **self._counters()})
         if video is not None:
-            self.logger.video(frames, "eval/video", video)
+            self.loggers[0].video(frames, "eval/video", video)
             self._report(frames, key)
-        self.print(f"[eval] frames={frames} return={result['return']:.1f} ± {result['return_std']:.1f}")
-        self._last_eval, self._last_eval_step = result, self.loop.step
-        return result
+        self.print(f"[eval] frames={frames} return=" + ", ".join(
+            f"{r['return']:.1f} ± {r['return_std']:.1f}" for r in results))
+        self._last_eval, self._last_eval_step = results[0], self.loop.step
+        return results[0]
 
 
     def _report(self, frames: int, key: jax.Array) -> None:
@@ -308,7 +358,33 @@ class Trainer:
             self._report_fn = jax.jit(
                 lambda state, replay, key: self.agent.report(state, self.agent.sample(replay, key), key))
         for name, video in self._report_fn(self.state["agent"], self.state["replay"], key).items():
-            self.logger.video(frames, f"report/{name}", np.asarray(video))
+            self.loggers[0].video(frames, f"report/{name}", np.asarray(video))
+
+
+class _EpisodeStats:
+    """Returns, lengths and successes of finished training episodes, per seed (env block)."""
+
+    def __init__(self, num_seeds: int, envs_per_seed: int):
+        self.envs_per_seed = envs_per_seed
+        self.rows: list[dict[str, list[float]]] = [
+            {"episode_return": [], "episode_length": [], "success": []} for _ in range(num_seeds)]
+
+    def add(self, ts: TimeStep) -> int:
+        finished = np.flatnonzero(ts.is_last)
+        for i in finished:
+            row = self.rows[i // self.envs_per_seed]
+            row["episode_return"].append(float(ts.info["episode_return"][i]))
+            row["episode_length"].append(float(ts.info["episode_length"][i]))
+            if "episode_success" in ts.info:
+                row["success"].append(float(ts.info["episode_success"][i]))
+        return len(finished)
+
+    def pop(self, seed_index: int) -> dict[str, float]:
+        row = self.rows[seed_index]
+        out = {f"train/{k}": float(np.mean(v)) for k, v in row.items() if v}
+        for v in row.values():
+            v.clear()
+        return out
 
 
 def _next_multiple(value: int, every: int) -> int:

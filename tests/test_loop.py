@@ -88,3 +88,35 @@ def test_resume_can_extend_the_frame_budget(tmp_path):
     train(_cfg(run, f"resume={run}"), ["loop.frames=80"])
     rows = read_metrics(run)
     assert rows[-1]["step"] == 80 and rows[-1]["progress/frames"] == 80
+
+
+def test_vmapped_seeds_log_apart_and_resume_exactly(tmp_path, monkeypatch):
+    """``num_seeds=2``: one process, two copies, each with its own log; a killed and resumed
+    run reproduces the uninterrupted one."""
+    two = ["num_seeds=2", "loop.frames=100"]
+    straight = tmp_path / "straight"
+    final = train(_cfg(straight, *two))
+    logs = [read_metrics(straight / f"seed_{k}") for k in range(2)]
+    evals = [[row["eval/return"] for row in rows if "eval/return" in row] for rows in logs]
+    assert len(evals[0]) == len(evals[1]) >= 3 and final["return"] == evals[0][-1]
+    losses = [[row["train/critic_loss"] for row in rows if "train/critic_loss" in row]
+              for rows in logs]
+    assert losses[0] and losses[0] != losses[1]          # independent copies
+    assert not (straight / "metrics.jsonl").exists()
+
+    interrupted = tmp_path / "interrupted"
+    log = Logger.log
+
+    def log_then_die(self, step, metrics):
+        if step >= 70:
+            raise Killed
+        log(self, step, metrics)
+
+    monkeypatch.setattr(Logger, "log", log_then_die)
+    with pytest.raises(Killed):
+        train(_cfg(interrupted, *two))
+    monkeypatch.setattr(Logger, "log", log)
+    train(_cfg(interrupted, f"resume={interrupted}"))
+    for k in range(2):
+        assert (_comparable(read_metrics(interrupted / f"seed_{k}"))
+                == _comparable(logs[k]))

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Session 8 GPU runs (one H200): DrQ-v2 on cartpole_swingup and walker_walk, 250k frames,
+# 3 seeds vmapped in one process per task (issue 2), plus a Dreamer update profile (issue 3).
+#   bash results/scripts/gpu_session8.sh launch    # background training runs (setsid)
+#   bash results/scripts/gpu_session8.sh profile   # Dreamer/DrQ-v2 update profile -> $OUT
+#   bash results/scripts/gpu_session8.sh status | collect
+set -u
+source .device/activate.sh
+export XLA_PYTHON_CLIENT_PREALLOCATE=false   # two runs share the GPU
+RES=/tmp/res
+mkdir -p $RES
+COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true"
+
+run() {  # name, overrides...: one training process that outlives this device call
+  local name=$1; shift
+  echo "python -m experiments.train $* $COMMON" > $RES/$name.cmd
+  setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
+    > $RES/$name.log 2>&1 < /dev/null &
+}
+
+case "${1:-}" in
+  launch)
+    for task in cartpole_swingup walker_walk; do
+      run drqv2_${task}_3seeds env=dmc/$task agent=drqv2 num_seeds=3 seed=1 \
+        "agent.stddev_schedule='linear(1.0,0.1,100000)'" loop.frames=250000 \
+        loop.eval_every_frames=20000 loop.eval_envs=5 loop.eval_episodes=10
+    done
+    sleep 45; tail -n 4 $RES/*.log ;;
+  profile)
+    timeout ${2:-420} python -u results/scripts/profile_update.py --quick > $OUT/profile.txt 2>&1
+    grep -v "^WARNING\|INFO" $OUT/profile.txt | tail -n 30 ;;
+  status)
+    for f in $RES/*/seed_0/metrics.jsonl; do
+      echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/env_fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
+    done
+    grep -h "eval\]" $RES/*.log | tail -n 12; grep -il "error\|traceback" $RES/*.log ;;
+  collect)
+    tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints -C $RES . && ls -la $OUT ;;
+esac
