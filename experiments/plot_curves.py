@@ -19,9 +19,19 @@ from rl.logging import read_metrics
 def eval_curve(run_dir: pathlib.Path) -> tuple[str, list[tuple[int, float, float]]]:
     import yaml
 
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = run_dir / "config.yaml"
+    if not config.exists():   # seed_<k>/ of a run with vmapped seeds: the config is one up
+        config = run_dir.parent / "config.yaml"
+    cfg = yaml.safe_load(config.read_text())
     rows = [r for r in read_metrics(run_dir) if "eval/return" in r]
     return cfg["env"]["name"], [(r["step"], r["eval/return"], r["eval/return_std"]) for r in rows]
+
+
+def _label(run_dir: pathlib.Path) -> str:
+    """The directory's name; ``<run>/seed_<k>`` for one copy of a run with vmapped seeds."""
+    run_dir = run_dir.absolute()
+    return (f"{run_dir.parent.name}/{run_dir.name}" if run_dir.name.startswith("seed_")
+            else run_dir.name)
 
 
 def main() -> None:
@@ -37,7 +47,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [(pathlib.Path(r).name, *eval_curve(pathlib.Path(r))) for r in args.runs]
+    curves = [(_label(pathlib.Path(r)), *eval_curve(pathlib.Path(r))) for r in args.runs]
     refs = {}
     for spec in args.ref:
         task, points = spec.split(":", 1)

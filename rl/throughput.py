@@ -8,6 +8,9 @@ import jax
 
 
 class Throughput:
+    """``env_steps(n)`` counts single-env steps (n envs stepped once = n), each worth
+    ``frames_per_env_step`` frames (the action repeat)."""
+
     def __init__(self, frames_per_env_step: int):
         self.frames_per_env_step = frames_per_env_step
         self._t0 = time.perf_counter()

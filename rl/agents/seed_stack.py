@@ -1,10 +1,13 @@
-"""``SeedStack``: S independent copies of any agent trained in one process, vmapped.
+"""``SeedStack``: S independent copies of any agent trained in one process.
+
+Acting and sampling are vmapped over the copies; updates run the copies in turn inside one jit
+(see ``SeedStack.update`` for why not vmap).
 
 Seeds are independent, so they share nothing but the jitted functions: the state is the agent's
 state with a leading seed axis ``[S, ...]``, and each copy owns a block of ``N`` consecutive envs
 (copy ``s`` owns envs ``s*N .. s*N+N-1`` of the one ``VectorEnv`` and of the one replay). The
 loop sees an ordinary agent acting on ``S*N`` envs, so one act and one update call serve all
-seeds: on a GPU that is far cheaper than S processes time-slicing it.
+seeds: on a GPU that avoids S processes time-slicing it.
 
 Copy ``s`` is an independent run, but not bit-identical to a separate run with another ``seed``:
 its keys come from splitting one key S ways and its envs are seeded by their global index.
@@ -95,9 +98,16 @@ class SeedStack:
 
     def update(self, state: Any, batch: Any, key: jax.Array,
                step: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
-        """Metrics come back with a leading seed axis ``[S]``."""
-        return jax.vmap(self.agent.update, in_axes=(0, 0, 0, None))(
-            state, batch, jax.random.split(key, self.num_seeds), step)
+        """One update of every copy, one copy after the other (``lax.map``) inside the one jit.
+        Metrics come back with a leading seed axis ``[S]``.
+
+        Not ``vmap``: vmapped convolution weights turn the weight gradients into grouped
+        convolutions, and on an H200 three vmapped DrQ-v2 updates took ~36 ms per call (GPU
+        busy) against 3.5 ms for one update, i.e. worse than running them in turn.
+        """
+        keys = jax.random.split(key, self.num_seeds)
+        return jax.lax.map(lambda xs: self.agent.update(xs[0], xs[1], xs[2], step),
+                           (state, batch, keys))
 
     def report(self, state: Any, batch: Any, key: jax.Array, **kwargs: Any) -> dict[str, jax.Array]:
         """The wrapped agent's videos for copy 0."""
