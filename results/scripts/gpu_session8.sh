@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 8 GPU runs (one H200): DrQ-v2 on cartpole_swingup and walker_walk, 250k frames,
 # 3 seeds vmapped in one process per task (issue 2), plus a Dreamer update profile (issue 3).
-#   bash results/scripts/gpu_session8.sh launch    # background training runs (setsid)
+#   bash results/scripts/gpu_session8.sh launch [task ...]  # background training runs (setsid)
 #   bash results/scripts/gpu_session8.sh profile   # Dreamer/DrQ-v2 update profile -> $OUT
 #   bash results/scripts/gpu_session8.sh status | collect
 set -u
@@ -19,8 +19,8 @@ run() {  # name, overrides...: one training process that outlives this device ca
 }
 
 case "${1:-}" in
-  launch)
-    for task in cartpole_swingup walker_walk; do
+  launch)   # tasks as further arguments (default: both; alone, one task runs ~2x faster)
+    shift; for task in ${@:-cartpole_swingup walker_walk}; do
       run drqv2_${task}_3seeds env=dmc/$task agent=drqv2 num_seeds=3 seed=1 \
         "agent.stddev_schedule='linear(1.0,0.1,100000)'" loop.frames=250000 \
         loop.eval_every_frames=20000 loop.eval_envs=5 loop.eval_episodes=10
