@@ -23,7 +23,9 @@ ENV_FOR_SUITE = {"dmc": "dmc/cartpole_swingup", "atari": "atari/Pong",
                  "adroit": "adroit/door", "toy": "toy/reach"}
 
 
-def _median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
+def median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
+    """Median seconds per ``fn()`` call over ``repeats`` blocks of ``inner`` calls, after one
+    compiling/warm-up call, with the device synchronised around each block."""
     jax.block_until_ready(fn())  # compile and warm up
     times = []
     for _ in range(repeats):
@@ -66,7 +68,7 @@ def _time_updates(agent, replay, key, updates_per_call: int, repeats: int,
     t_compile = time.perf_counter()
     jax.block_until_ready(call())
     t_compile = time.perf_counter() - t_compile
-    return t_compile, _median_time(call, repeats, inner) / updates_per_call
+    return t_compile, median_time(call, repeats, inner) / updates_per_call
 
 
 def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
@@ -84,7 +86,7 @@ def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
             rows.append({"what": f"DrQ-v2 update (sample+update, {k} fused/call)", "batch": batch,
                          "ms": 1e3 * per, "per_s": 1 / per, "note": f"compile {t_compile:.1f}s"})
         sample = jax.jit(agent.sample)
-        per = _median_time(lambda: sample(replay, key), repeats, 50)
+        per = median_time(lambda: sample(replay, key), repeats, 50)
         rows.append({"what": "replay.sample_transitions (n=3, stack 3, 84px)", "batch": batch,
                      "ms": 1e3 * per, "per_s": 1 / per, "note": "20k-slot buffer on device"})
     return rows

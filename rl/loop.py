@@ -70,6 +70,12 @@ def _mean_over_updates(metrics: Any) -> Any:
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), metrics)
 
 
+@jax.jit
+def _mean_of_rows(rows: list[Any]) -> Any:
+    """Mean of K metric dicts, in one call rather than eager ops per metric."""
+    return _mean_over_updates(jax.tree.map(lambda *x: jnp.stack(x), *rows))
+
+
 def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
                    fuse: bool = True) -> Callable:
     """One call doing ``updates_per_call`` updates; the agent state is donated.
@@ -91,7 +97,7 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
             for k in jax.random.split(key, updates_per_call):
                 state, metrics = one(state, replay, k, step)
                 rows.append(metrics)
-            return state, _mean_over_updates(jax.tree.map(lambda *x: jnp.stack(x), *rows))
+            return state, _mean_of_rows(rows)
 
         return dispatched
 

@@ -4,7 +4,6 @@
 
     python results/scripts/bench_seedstack_decoder.py
 """
-import statistics
 import sys
 import time
 
@@ -13,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, ".")
-from experiments.bench import _filled_replay  # noqa: E402
+from experiments.bench import _filled_replay, median_time  # noqa: E402
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config  # noqa: E402
 from rl.agents.imagination import ImaginationAgent  # noqa: E402
 from rl.agents.imagination_config import ImaginationConfig  # noqa: E402
@@ -27,14 +26,8 @@ def timed(name, fn, repeats=5, inner=10):
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) / inner)
-    print(f"| {name} | {1e3 * statistics.median(times):.2f} | {first:.1f} |", flush=True)
+    ms = 1e3 * median_time(fn, repeats, inner)
+    print(f"| {name} | {ms:.2f} | {first:.1f} |", flush=True)
 
 
 def updater(agent, replay, key):

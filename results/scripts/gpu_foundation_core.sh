@@ -5,18 +5,8 @@
 #   bash results/scripts/gpu_foundation_core.sh launch    # all training runs in the background
 #   bash results/scripts/gpu_foundation_core.sh collect   # pack logs and metrics into $OUT
 set -u
-source .device/activate.sh
-export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
-RES=/tmp/res
-mkdir -p $RES
 COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoint_every_frames=0 loop.eval_envs=10"
-
-run() {  # name, overrides...: one training process that outlives this device call
-  local name=$1; shift
-  echo "python -m experiments.train $* $COMMON" > $RES/$name.cmd
-  setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
-    > $RES/$name.log 2>&1 < /dev/null &
-}
+source results/scripts/gpu_common.sh
 
 case "${1:-}" in
   bench)

@@ -1,22 +1,12 @@
 #!/usr/bin/env bash
 # Session 8 GPU runs (one H200): DrQ-v2 on cartpole_swingup and walker_walk, 250k frames,
-# 3 seeds vmapped in one process per task (issue 2), plus a Dreamer update profile (issue 3).
+# 3 seeds in one process per task (num_seeds=3; issue 2), plus a Dreamer update profile (issue 3).
 #   bash results/scripts/gpu_session8.sh launch [task ...]  # background training runs (setsid)
-#   bash results/scripts/gpu_session8.sh profile   # Dreamer/DrQ-v2 update profile -> $OUT
+#   bash results/scripts/gpu_session8.sh profile   # Dreamer update profile -> $OUT
 #   bash results/scripts/gpu_session8.sh status | collect
 set -u
-source .device/activate.sh
-export XLA_PYTHON_CLIENT_PREALLOCATE=false   # two runs share the GPU
-RES=/tmp/res
-mkdir -p $RES
 COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true"
-
-run() {  # name, overrides...: one training process that outlives this device call
-  local name=$1; shift
-  echo "python -m experiments.train $* $COMMON" > $RES/$name.cmd
-  setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
-    > $RES/$name.log 2>&1 < /dev/null &
-}
+source results/scripts/gpu_common.sh
 
 case "${1:-}" in
   launch)   # tasks as further arguments (default: both; alone, one task runs ~2x faster)

@@ -1,16 +1,16 @@
-"""Where does the Dreamer-v1 update's time go, and what do vmapped seeds cost? (GPU profiling)
+"""Where does the Dreamer-v1 update's time go? (GPU profiling)
 
     python results/scripts/profile_update.py [--quick]
 
 Times (median wall clock, device synchronised) of: the whole update, its model step, its
-behaviour step, the forward passes alone, scan-unroll variants, K updates as K dispatches vs one
-scan, and the update vmapped over S independent seeds (both agents).
+behaviour step, the forward passes alone, scan-unroll variants, K updates as K dispatches, bf16.
+(Session 8's run of it also had vmapped-seed timings that the 380 s limit cut before they ran;
+``bench_seedstack_decoder.py`` times seed stacking as the loop does it.)
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 
@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, ".")
-from experiments.bench import _filled_replay  # noqa: E402
-from rl.agents.drqv2 import DrQV2Agent, DrQV2Config  # noqa: E402
+from experiments.bench import _filled_replay, median_time  # noqa: E402
 from rl.agents.imagination import ImaginationAgent, _flatten_batch_time  # noqa: E402
 from rl.agents.imagination_config import ImaginationConfig  # noqa: E402
 from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
@@ -31,21 +30,10 @@ def timed(name, fn, repeats=5, inner=5):
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) / inner)
-    ms = 1e3 * statistics.median(times)
+    ms = 1e3 * median_time(fn, repeats, inner)
     ROWS.append((name, ms, compile_s))
     print(f"{name:70s} {ms:9.2f} ms   (first call {compile_s:.1f}s)", flush=True)
     return ms
-
-
-def stack_replay(replay, seeds):
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,) + x.shape), replay)
 
 
 def imagination_profile(quick: bool):
@@ -104,59 +92,14 @@ def imagination_profile(quick: bool):
                     f"dreamer update unroll observe {obs_u} / imagine {img_u}")
     with jax.default_matmul_precision("bfloat16"):
         full_update(agent_with(), "dreamer update, matmul precision bf16")
-    for seeds in (3,):
-        keys = jax.random.split(key, seeds)
-        st = jax.jit(jax.vmap(agent.init))(keys)
-        rp = stack_replay(replay, seeds)
-        vupd = jax.jit(jax.vmap(lambda s, r, k: agent.update(s, agent.sample(r, k), k, step)),
-                       donate_argnums=0)
-        h = {"s": st}
-
-        def call():
-            h["s"], m = vupd(h["s"], rp, keys)
-            return m
-        timed(f"dreamer update vmapped over {seeds} seeds", call)
-
-
-def drqv2_profile():
-    spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
-    key = jax.random.PRNGKey(0)
-    replay = jax.jit(_filled_replay, static_argnums=(0, 1))(spec, 10_000, key)
-    agent = DrQV2Agent(DrQV2Config(), spec)
-    step = jnp.asarray(10_000)
-    for seeds in (1, 3):
-        keys = jax.random.split(key, seeds)
-        st = jax.jit(jax.vmap(agent.init))(keys)
-        rp = stack_replay(replay, seeds)
-        vupd = jax.jit(jax.vmap(lambda s, r, k: agent.update(s, agent.sample(r, k), k, step)),
-                       donate_argnums=0)
-        h = {"s": st}
-
-        def call():
-            h["s"], m = vupd(h["s"], rp, keys)
-            return m
-        timed(f"drqv2 update vmapped over {seeds} seeds (batch 256 each)", call, inner=20)
-    with jax.default_matmul_precision("bfloat16"):
-        st = agent.init(key)
-        upd = jax.jit(lambda s, r, k: agent.update(s, agent.sample(r, k), k, step), donate_argnums=0)
-        h = {"s": st}
-
-        def call():
-            h["s"], m = upd(h["s"], replay, key)
-            return m
-        timed("drqv2 update, matmul precision bf16", call, inner=20)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["drqv2", "imagination"], default=None)
     args = parser.parse_args()
     print(jax.devices()[0].device_kind, jax.__version__, flush=True)
-    if args.only != "drqv2":
-        imagination_profile(args.quick)
-    if args.only != "imagination":
-        drqv2_profile()
+    imagination_profile(args.quick)
     print("\n| what | ms | first call s |\n|---|---|---|")
     for name, ms, c in ROWS:
         print(f"| {name.strip()} | {ms:.2f} | {c:.1f} |")
