@@ -28,10 +28,10 @@ def eval_curve(run_dir: pathlib.Path) -> tuple[str, list[tuple[int, float, float
 
 
 def _label(run_dir: pathlib.Path) -> str:
-    """The directory's name; ``<run>/seed_<k>`` for one copy of a run with vmapped seeds."""
+    """``<batch>/<run>`` (the parent folder names the batch of runs, e.g. ``session9``), or
+    ``<run>/seed_<k>`` for one copy of a run with vmapped seeds."""
     run_dir = run_dir.absolute()
-    return (f"{run_dir.parent.name}/{run_dir.name}" if run_dir.name.startswith("seed_")
-            else run_dir.name)
+    return f"{run_dir.parent.name}/{run_dir.name}"
 
 
 def main() -> None:
