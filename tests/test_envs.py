@@ -98,6 +98,31 @@ def test_toy_reward_is_distance_shaped():
     np.testing.assert_allclose(reward, np.exp(-distance / REWARD_SCALE), rtol=1e-6)
 
 
+@pytest.mark.parametrize("agent_size,goal_size", [(3, 4), (6, 8), (5, 5)])
+def test_toy_sprite_sizes(agent_size, goal_size):
+    env = make("toy/reach", agent_size=agent_size, goal_size=goal_size)
+    from rl.envs.toy import AGENT_COLOUR, GOAL_COLOUR
+    for seed in range(20):   # sprites stay whole inside the image wherever they start
+        obs, _ = env.reset(seed)
+        for _ in range(10):
+            obs, *_ = env.step(np.array([1.0, -1.0]) if seed % 2 else np.array([-1.0, 1.0]))
+        agent = np.all(obs == AGENT_COLOUR, axis=-1)
+        goal_visible = np.all(obs == GOAL_COLOUR, axis=-1).sum()
+        assert agent.sum() == agent_size ** 2
+        rows, cols = np.nonzero(agent)
+        assert np.ptp(rows) == np.ptp(cols) == agent_size - 1
+        assert goal_size ** 2 - agent_size ** 2 <= goal_visible <= goal_size ** 2
+    env.reset(0)
+    env._agent = env.goal_centre.copy()     # on the goal's centre: success, reward 1
+    _, reward, *_, info = env.step(np.zeros(2))
+    assert info["success"] and reward == pytest.approx(1.0)
+
+
+def test_toy_rejects_sprites_larger_than_half_the_image():
+    with pytest.raises(ValueError, match="agent_size=20 .* size // 2 = 16"):
+        make("toy/reach", agent_size=20)
+
+
 def test_toy_same_seed_same_episode():
     a, b = make("toy/reach"), make("toy/reach")
     np.testing.assert_array_equal(a.reset(5)[0], b.reset(5)[0])

@@ -32,3 +32,12 @@ def test_drqv2_learns_toy_reach(tmp_path):
     final = _train(tmp_path, "experiment=quickstart", "loop.frames=8000",
                    "loop.eval_every_frames=8000")
     assert final["return"] > RANDOM_RETURN + 9, final
+
+
+@pytest.mark.slow
+def test_imagination_learns_toy_reach(tmp_path):
+    """Dreamer-v1 (tiny) on the easier toy/reach of ``experiment=imagination_toy`` (big sprites,
+    fixed goal): random ~15 per episode there, a policy that walks to the goal ~49."""
+    final = _train(tmp_path, "experiment=imagination_toy", "loop.eval_every_frames=6000",
+                   "loop.eval_episodes=10")
+    assert final["return"] > 15.0 + 9, final

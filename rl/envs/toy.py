@@ -4,7 +4,9 @@
 ``toy/reach_discrete``: 5 actions, 0 stay, 1 up, 2 down, 3 left, 4 right (``speed`` px each).
 
 The image (default 32x32x3 uint8) shows a 4x4 green goal square and a 3x3 red agent dot (drawn on
-top) on a dark background. Start and goal are drawn from the reset seed. An episode is 50 frames,
+top) on a dark background (``goal_size``/``agent_size`` change them: world models, which must
+reconstruct the sprites, learn much faster from larger ones). ``fixed_goal=True`` puts the goal
+at the image centre in every episode, so only the agent's position varies. Start and goal are drawn from the reset seed. An episode is 50 frames,
 never terminal (truncation only). Reward per frame: ``exp(-d / 8)`` with ``d`` the distance in
 pixels from the agent to the goal's centre: ~1 on the goal, ~0.13 at 16 px.
 ``info["success"]``: the agent's centre is on the goal square.
@@ -36,7 +38,8 @@ class ToyReachEnv:
     info_keys: tuple[str, ...] = ("success",)
 
     def __init__(self, task: str = "reach", *, size: int = 32, action_repeat: int = 1,
-                 episode_frames: int = 50, speed: float = 3.0):
+                 episode_frames: int = 50, speed: float = 3.0, agent_size: int = AGENT,
+                 goal_size: int = GOAL, fixed_goal: bool = False):
         check_choice("toy task", task, TOY_TASKS)
         self.discrete = task == "reach_discrete"
         self.size = check_positive_int("size", size)
@@ -45,6 +48,12 @@ class ToyReachEnv:
         self._repeat = check_positive_int("action_repeat", action_repeat)
         self._episode_frames = check_positive_int("episode_frames", episode_frames)
         self.speed = float(speed)
+        self.agent_size = check_positive_int("agent_size", agent_size)
+        self.goal_size = check_positive_int("goal_size", goal_size)
+        self.fixed_goal = bool(fixed_goal)
+        if max(agent_size, goal_size) > size // 2:
+            raise ValueError(f"agent_size={agent_size} and goal_size={goal_size} must be at most "
+                             f"size // 2 = {size // 2}")
         action = ActionSpec.categorical(len(_MOVES)) if self.discrete else ActionSpec.box(2)
         self.spec = EnvSpec(name=f"toy/{task}", obs_shape=(size, size, 3), action=action,
                             action_repeat=self._repeat, max_episode_frames=self._episode_frames)
@@ -56,22 +65,27 @@ class ToyReachEnv:
     # -------------------------------------------------------------- state
     @property
     def goal_centre(self) -> np.ndarray:
-        return self._goal + (GOAL - 1) / 2.0
+        return self._goal + (self.goal_size - 1) / 2.0
 
     def _distance(self) -> float:
         return float(np.linalg.norm(self._agent - self.goal_centre))
 
     def _on_goal(self) -> bool:
         offset = np.abs(self._agent - self.goal_centre)
-        return bool(np.all(offset <= GOAL / 2.0))
+        return bool(np.all(offset <= self.goal_size / 2.0))
+
+    def _agent_bounds(self) -> tuple[int, int]:
+        """The agent centre's range that keeps its sprite inside the image."""
+        half = self.agent_size // 2
+        return half, self.size - 1 - (self.agent_size - 1 - half)
 
     def render(self) -> np.ndarray:
         image = np.empty((self.size, self.size, 3), np.uint8)
         image[:] = BACKGROUND
         gx, gy = self._goal
-        image[gy:gy + GOAL, gx:gx + GOAL] = GOAL_COLOUR
-        ax, ay = np.rint(self._agent).astype(int) - AGENT // 2
-        image[ay:ay + AGENT, ax:ax + AGENT] = AGENT_COLOUR
+        image[gy:gy + self.goal_size, gx:gx + self.goal_size] = GOAL_COLOUR
+        ax, ay = np.rint(self._agent).astype(int) - self.agent_size // 2
+        image[ay:ay + self.agent_size, ax:ax + self.agent_size] = AGENT_COLOUR
         return image
 
     def oracle_action(self) -> Any:
@@ -88,9 +102,10 @@ class ToyReachEnv:
     # -------------------------------------------------------------- protocol
     def reset(self, seed: int) -> tuple[np.ndarray, Info]:
         rng = np.random.default_rng(check_seed(seed))
-        low, high = AGENT // 2, self.size - 1 - AGENT // 2
+        low, high = self._agent_bounds()
         self._agent = rng.uniform(low, high, size=2)
-        self._goal = rng.integers(0, self.size - GOAL + 1, size=2)
+        self._goal = (np.full(2, (self.size - self.goal_size) // 2) if self.fixed_goal
+                      else rng.integers(0, self.size - self.goal_size + 1, size=2))
         self._frames = 0
         self._running = True
         return self.render(), {"success": self._on_goal()}
@@ -109,7 +124,7 @@ class ToyReachEnv:
         return np.clip(a, -1.0, 1.0) * self.speed
 
     def _step_once(self, move: np.ndarray) -> tuple[float, bool, bool, Info]:
-        low, high = AGENT // 2, self.size - 1 - AGENT // 2
+        low, high = self._agent_bounds()
         self._agent = np.clip(self._agent + move, low, high)
         self._frames += 1
         reward = float(np.exp(-self._distance() / REWARD_SCALE))
