@@ -248,7 +248,3 @@ def critic_loss(critic: Critic, params: Params, feat: jax.Array, target: jax.Arr
     value = critic.value(params, feat)
     return jax.lax.stop_gradient(weights) * loss, {"value_mean": jnp.mean(value)}
 
-
-def ema(slow: Params, fast: Params, decay: float) -> Params:
-    """``decay * slow + (1 - decay) * fast`` leaf-wise."""
-    return jax.tree.map(lambda s, f: decay * s + (1.0 - decay) * f, slow, fast)

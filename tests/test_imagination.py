@@ -178,6 +178,20 @@ def test_update_learns_the_world_model_on_a_fixed_batch(trained):
     assert max(jax.tree.leaves(lag)) > 0.0
 
 
+def test_slow_critic_is_an_ema_of_the_critic():
+    cfg = preset("debug")
+    agent = ImaginationAgent(cfg, SPEC)
+    batch = _fixed_batch(cfg.batch_size, cfg.length, discrete=False)
+    state0 = agent.init(jax.random.PRNGKey(0))
+    state0 = state0.replace(slow_critic_params=jax.tree.map(
+        lambda x: x + 1.0, state0.slow_critic_params))   # make slow and fast critic differ
+    state1, _ = jax.jit(agent.update)(state0, batch, jax.random.PRNGKey(1), jnp.int32(0))
+    decay = cfg.actor_critic.slow_critic_decay
+    expected = jax.tree.map(lambda fast, slow: (1 - decay) * fast + decay * slow,
+                            state1.critic_params, state0.slow_critic_params)
+    chex.assert_trees_all_close(state1.slow_critic_params, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_act_and_report(trained):
     agent, state, batch, _ = trained
     act = jax.jit(agent.act, static_argnums=6)

@@ -46,7 +46,7 @@ import optax
 
 from rl import replay as replay_lib
 from rl.agents.drqv2_config import DrQV2Config
-from rl.agents.drqv2_hooks import (AuxLoss, AuxState, DrQV2Hooks, TargetInputs, ema, min_q_target,
+from rl.agents.drqv2_hooks import (AuxLoss, AuxState, DrQV2Hooks, TargetInputs, min_q_target,
                                    perturb)
 from rl.agents.drqv2_losses import actor_loss, critic_loss, sample_target_action
 from rl.agents.drqv2_networks import DrQV2Networks, DrQV2Params, make_networks
@@ -260,7 +260,7 @@ class DrQV2Agent:
         metrics["actor_std"] = jnp.asarray(std, jnp.float32)
 
         # 6. target critic.
-        critic_target = ema(critic, state.critic_target, cfg.critic_target_tau)
+        critic_target = optax.incremental_update(critic, state.critic_target, cfg.critic_target_tau)
         params = DrQV2Params(encoder=encoder, actor=actor, critic=critic)
 
         # 7. aux losses with their own step over the (updated) encoder and their params.

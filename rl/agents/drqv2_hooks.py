@@ -129,7 +129,3 @@ def perturb(params: Params, fresh_params: Params, alpha: jax.Array | float,
         return alpha * old + (1.0 - alpha) * new
     return jax.tree_util.tree_map_with_path(mix, params, fresh_params)
 
-
-def ema(online: Params, target: Params, tau: float) -> Params:
-    """``tau * online + (1 - tau) * target`` (DrQ-v2's ``soft_update_params``)."""
-    return jax.tree.map(lambda o, t: tau * o + (1.0 - tau) * t, online, target)

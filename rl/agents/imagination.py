@@ -253,8 +253,8 @@ class ImaginationAgent:
         updates, critic_opt_state = self.critic_opt.update(critic_grads, state.critic_opt_state,
                                                            state.critic_params)
         critic_params = optax.apply_updates(state.critic_params, updates)
-        slow = ac.ema(state.slow_critic_params, critic_params,
-                      self.cfg.actor_critic.slow_critic_decay)
+        slow = optax.incremental_update(critic_params, state.slow_critic_params,
+                                        1.0 - self.cfg.actor_critic.slow_critic_decay)
         metrics = {f"actor/{k}": v for k, v in aux["metrics"].items()}
         metrics |= {f"critic/{k}": v for k, v in critic_metrics.items()}
         metrics |= {"actor/loss": actor_loss, "actor/grad_norm": optax.global_norm(actor_grads),
