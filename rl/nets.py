@@ -72,6 +72,7 @@ class ConvEncoder(nn.Module):
 
     channels: int = 32
     num_layers: int = 4
+    dtype: jnp.dtype = jnp.float32   # compute dtype (bfloat16: faster); parameters stay float32
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -81,9 +82,10 @@ class ConvEncoder(nn.Module):
         for i in range(self.num_layers):
             x = nn.Conv(self.channels, (3, 3), strides=(2, 2) if i == 0 else (1, 1),
                         padding="VALID", kernel_init=nn.initializers.orthogonal(RELU_GAIN),
-                        bias_init=nn.initializers.zeros, name=f"conv_{i}")(x)
+                        bias_init=nn.initializers.zeros, dtype=self.dtype,
+                        param_dtype=jnp.float32, name=f"conv_{i}")(x)
             x = nn.relu(x)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1).astype(jnp.float32)
 
 
 def is_dense_param(path: tuple, leaf: object = None) -> bool:

@@ -1,4 +1,5 @@
 """DrQ-v2: distributions, schedules, losses by hand, and the jitted update end to end."""
+import dataclasses
 import chex
 import flax.linen as nn
 import jax
@@ -234,6 +235,21 @@ def test_bad_specs_raise():
         DrQV2Agent(CFG, EnvSpec("box", (32, 32, 3), ActionSpec.box(2, -2.0, 2.0)))
     with pytest.raises(ValueError, match="feature_dim"):
         DrQV2Config(feature_dim=0)
+    with pytest.raises(ValueError, match=r"encoder_dtype='float16'; valid: \['float32', 'bfloat16'\]"):
+        DrQV2Config(encoder_dtype="float16")
+
+
+def test_bfloat16_encoder_keeps_float32_params_and_close_features(plain):
+    agent, state0, _, _, batch, _ = plain
+    bf16 = DrQV2Agent(dataclasses.replace(CFG, encoder_dtype="bfloat16"), SPEC)
+    params = state0.params.encoder     # same float32 parameters for both
+    chex.assert_trees_all_equal_shapes_and_dtypes(params, bf16.init(jax.random.PRNGKey(0)).params.encoder)
+    full = agent.encode(state0.params, batch.obs)
+    half = bf16.encode(state0.params, batch.obs)
+    chex.assert_type(half, jnp.float32)
+    chex.assert_equal_shape([full, half])
+    # bfloat16 keeps ~3 significant digits: close, but not equal
+    assert 0 < float(jnp.max(jnp.abs(full - half))) < 0.05 * float(jnp.max(jnp.abs(full)))
 
 
 # ---------------------------------------------------------------- hooks

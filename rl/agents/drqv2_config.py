@@ -5,6 +5,8 @@ import dataclasses
 
 from rl.agents.drqv2_schedule import parse_schedule
 
+ENCODER_DTYPES = ("float32", "bfloat16")
+
 
 @dataclasses.dataclass(frozen=True)
 class DrQV2Config:
@@ -22,6 +24,7 @@ class DrQV2Config:
     encoder_channels: int = 32
     encoder_layers: int = 4
     shift_pad: int = 4                   # random-shift augmentation padding
+    encoder_dtype: str = "float32"       # conv compute dtype: "float32" (official) | "bfloat16"
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "feature_dim": self.feature_dim, "hidden_dim": self.hidden_dim,
@@ -42,6 +45,9 @@ class DrQV2Config:
                              f"got {self.num_expl_steps!r}")
         if self.shift_pad < 0:
             raise ValueError(f"DrQV2Config.shift_pad must be >= 0, got {self.shift_pad!r}")
+        if self.encoder_dtype not in ENCODER_DTYPES:
+            raise ValueError(f"DrQV2Config.encoder_dtype={self.encoder_dtype!r}; valid: "
+                             f"{list(ENCODER_DTYPES)}")
         parse_schedule(self.stddev_schedule)   # fail at construction on a bad string
 
     @classmethod

@@ -61,7 +61,8 @@ class DrQV2Networks(NamedTuple):
 
 def make_networks(cfg: DrQV2Config, action_dim: int) -> DrQV2Networks:
     return DrQV2Networks(
-        encoder=ConvEncoder(cfg.encoder_channels, cfg.encoder_layers),
+        encoder=ConvEncoder(cfg.encoder_channels, cfg.encoder_layers,
+                            dtype=jnp.dtype(cfg.encoder_dtype)),
         actor=Actor(action_dim, cfg.feature_dim, cfg.hidden_dim),
         critic=Critic(cfg.feature_dim, cfg.hidden_dim),
     )
