@@ -23,10 +23,12 @@ ENV_FOR_SUITE = {"dmc": "dmc/cartpole_swingup", "atari": "atari/Pong",
                  "adroit": "adroit/door", "toy": "toy/reach"}
 
 
-def median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
-    """Median seconds per ``fn()`` call over ``repeats`` blocks of ``inner`` calls, after one
-    compiling/warm-up call, with the device synchronised around each block."""
+def time_call(fn: Callable[[], object], repeats: int, inner: int) -> tuple[float, float]:
+    """(seconds of the first, compiling call; median seconds per ``fn()`` call over ``repeats``
+    blocks of ``inner`` calls after it), with the device synchronised around each block."""
+    t_first = time.perf_counter()
     jax.block_until_ready(fn())  # compile and warm up
+    t_first = time.perf_counter() - t_first
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -34,7 +36,12 @@ def median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
             out = fn()
         jax.block_until_ready(out)
         times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+    return t_first, statistics.median(times)
+
+
+def median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
+    """Median seconds per ``fn()`` call (see ``time_call``)."""
+    return time_call(fn, repeats, inner)[1]
 
 
 def _filled_replay(spec, capacity: int, key: jax.Array):
@@ -52,9 +59,9 @@ def _filled_replay(spec, capacity: int, key: jax.Array):
     return replay
 
 
-def _time_updates(agent, replay, key, updates_per_call: int, repeats: int,
-                  inner: int) -> tuple[float, float]:
-    """(compile seconds, seconds per update) of the loop's fused sample+update call."""
+def update_call(agent, replay, key: jax.Array, updates_per_call: int = 1) -> Callable[[], object]:
+    """A no-argument call doing the loop's fused sample+update on ``agent``'s own state (kept
+    between calls); returns the metrics."""
     from rl.loop import make_update_fn
 
     update = make_update_fn(agent, updates_per_call, fused_sampling=True)
@@ -64,11 +71,15 @@ def _time_updates(agent, replay, key, updates_per_call: int, repeats: int,
     def call():
         holder["state"], metrics = update(holder["state"], replay, key, step)
         return metrics
+    return call
 
-    t_compile = time.perf_counter()
-    jax.block_until_ready(call())
-    t_compile = time.perf_counter() - t_compile
-    return t_compile, median_time(call, repeats, inner) / updates_per_call
+
+def _time_updates(agent, replay, key, updates_per_call: int, repeats: int,
+                  inner: int) -> tuple[float, float]:
+    """(compile seconds, seconds per update) of the loop's fused sample+update call."""
+    t_compile, per_call = time_call(update_call(agent, replay, key, updates_per_call), repeats,
+                                    inner)
+    return t_compile, per_call / updates_per_call
 
 
 def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:

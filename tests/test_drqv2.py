@@ -1,5 +1,6 @@
 """DrQ-v2: distributions, schedules, losses by hand, and the jitted update end to end."""
 import dataclasses
+
 import chex
 import flax.linen as nn
 import jax

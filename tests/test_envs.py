@@ -121,6 +121,8 @@ def test_toy_sprite_sizes(agent_size, goal_size):
 def test_toy_rejects_sprites_larger_than_half_the_image():
     with pytest.raises(ValueError, match="agent_size=20 .* size // 2 = 16"):
         make("toy/reach", agent_size=20)
+    with pytest.raises(ValueError, match="fixed_goal must be true or false, got 'no'"):
+        make("toy/reach", fixed_goal="no")
 
 
 def test_toy_same_seed_same_episode():

@@ -7,32 +7,19 @@ bfloat16 conv encoder (`agent.encoder_dtype=bfloat16`).
 """
 import dataclasses
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, ".")
-from experiments.bench import _filled_replay, median_time  # noqa: E402
+from experiments.bench import _filled_replay, time_call, update_call  # noqa: E402
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config  # noqa: E402
 from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
-from rl.loop import make_update_fn  # noqa: E402
 
 
 def timed(name, agent, replay, key, precision=None):
-    with jax.default_matmul_precision(precision):
-        update = make_update_fn(agent, 1, fused_sampling=True)
-        holder = {"s": agent.init(key)}
-        step = jnp.asarray(10_000)
-
-        def call():
-            holder["s"], m = update(holder["s"], replay, key, step)
-            return m
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        first = time.perf_counter() - t0
-        ms = 1e3 * median_time(call, 5, 20)
-    print(f"| {name} | {ms:.2f} | {first:.1f} |", flush=True)
+    with jax.default_matmul_precision(precision):   # applies when the update is traced
+        first, seconds = time_call(update_call(agent, replay, key), 5, 20)
+    print(f"| {name} | {1e3 * seconds:.2f} | {first:.1f} |", flush=True)
 
 
 print(jax.devices()[0].device_kind, jax.__version__)

@@ -5,40 +5,24 @@
     python results/scripts/bench_seedstack_decoder.py
 """
 import sys
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, ".")
-from experiments.bench import _filled_replay, median_time  # noqa: E402
+from experiments.bench import _filled_replay, time_call, update_call  # noqa: E402
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config  # noqa: E402
 from rl.agents.imagination import ImaginationAgent  # noqa: E402
 from rl.agents.imagination_config import ImaginationConfig  # noqa: E402
 from rl.agents.seed_stack import SeedStack  # noqa: E402
 from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
-from rl.loop import make_update_fn  # noqa: E402
 from world_models import conv  # noqa: E402
 
 
 def timed(name, fn, repeats=5, inner=10):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    ms = 1e3 * median_time(fn, repeats, inner)
-    print(f"| {name} | {ms:.2f} | {first:.1f} |", flush=True)
-
-
-def updater(agent, replay, key):
-    update = make_update_fn(agent, 1, fused_sampling=True)
-    holder = {"s": agent.init(key)}
-    step = jnp.asarray(10_000)
-
-    def call():
-        holder["s"], m = update(holder["s"], replay, key, step)
-        return m
-    return call
+    first, seconds = time_call(fn, repeats, inner)
+    print(f"| {name} | {1e3 * seconds:.2f} | {first:.1f} |", flush=True)
 
 
 print(jax.devices()[0].device_kind, jax.__version__)
@@ -47,11 +31,11 @@ key = jax.random.PRNGKey(0)
 spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
 agent = DrQV2Agent(DrQV2Config(), spec)
 replay1 = jax.jit(_filled_replay, static_argnums=(0, 1))(spec, 6_000, key)
-timed("DrQ-v2 update, 1 copy, batch 256", updater(agent, replay1, key))
+timed("DrQ-v2 update, 1 copy, batch 256", update_call(agent, replay1, key))
 replay3 = jax.tree.map(lambda x: jnp.concatenate([x] * 3, 0) if x.ndim and x.shape[0] == 1 else x,
                        replay1)
 stack = SeedStack(agent, 3)
-timed("DrQ-v2 update, 3 copies in turn (SeedStack, lax.map)", updater(stack, replay3, key))
+timed("DrQ-v2 update, 3 copies in turn (SeedStack, lax.map)", update_call(stack, replay3, key))
 
 
 class VmappedStack(SeedStack):
@@ -60,12 +44,12 @@ class VmappedStack(SeedStack):
             state, batch, jax.random.split(key, self.num_seeds), step)
 
 
-timed("DrQ-v2 update, 3 copies vmapped (old)", updater(VmappedStack(agent, 3), replay3, key))
+timed("DrQ-v2 update, 3 copies vmapped (old)", update_call(VmappedStack(agent, 3), replay3, key))
 
 spec64 = EnvSpec("bench", (64, 64, 3), ActionSpec.box(6), action_repeat=2)
 dreamer = ImaginationAgent(ImaginationConfig(), spec64)
 replay64 = jax.jit(_filled_replay, static_argnums=(0, 1))(spec64, 3_000, key)
-timed("Dreamer-v1 update (subpixel decoder), batch 50x50", updater(dreamer, replay64, key),
+timed("Dreamer-v1 update (subpixel decoder), batch 50x50", update_call(dreamer, replay64, key),
       inner=5)
 feat = jax.random.normal(key, (2500, 230))
 for name, layer in (("subpixel", conv.SubpixelConvTranspose), ("flax ConvTranspose", None)):
@@ -79,4 +63,4 @@ for name, layer in (("subpixel", conv.SubpixelConvTranspose), ("flax ConvTranspo
     grad = jax.jit(jax.grad(lambda p: jnp.mean(dec.apply(p, feat) ** 2)))
     timed(f"decoder forward+backward, 2500 frames, {name}", lambda: grad(params))
 timed("Dreamer-v1 update (flax ConvTranspose decoder, old)",
-      updater(ImaginationAgent(ImaginationConfig(), spec64), replay64, key), inner=5)
+      update_call(ImaginationAgent(ImaginationConfig(), spec64), replay64, key), inner=5)

@@ -12,11 +12,13 @@ case "${1:-}" in
   launch)
     shift; for item in "$@"; do
       agent=${item%%:*}; rest=${item#*:}; task=${rest%%:*}; seed=${rest#*:}
+      [[ $seed =~ ^[0-9]+$ ]] || { echo "bad item '$item'; expected drqv2|dreamer:<task>:<seed>"; exit 2; }
       case $agent in
         drqv2) run drqv2_${task}_s$seed experiment=drqv2_dmc env=dmc/$task seed=$seed \
                  loop.frames=250000 loop.eval_envs=5 loop.eval_episodes=10 ;;
         dreamer) run dreamer_${task}_s$seed experiment=dreamer_dmc env=dmc/$task seed=$seed \
                    loop.frames=100000 loop.eval_envs=10 loop.eval_episodes=10 ;;
+        *) echo "unknown agent '$agent' in '$item'; valid: drqv2, dreamer"; exit 2 ;;
       esac
     done
     sleep 60; tail -n 3 $RES/*.log ;;

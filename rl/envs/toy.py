@@ -5,10 +5,11 @@
 
 The image (default 32x32x3 uint8) shows a 4x4 green goal square and a 3x3 red agent dot (drawn on
 top) on a dark background (``goal_size``/``agent_size`` change them: world models, which must
-reconstruct the sprites, learn much faster from larger ones). ``fixed_goal=True`` puts the goal
-at the image centre in every episode, so only the agent's position varies. Start and goal are drawn from the reset seed. An episode is 50 frames,
-never terminal (truncation only). Reward per frame: ``exp(-d / 8)`` with ``d`` the distance in
-pixels from the agent to the goal's centre: ~1 on the goal, ~0.13 at 16 px.
+reconstruct the sprites, learn much faster from larger ones). Start and goal are drawn from the
+reset seed; ``fixed_goal=True`` puts the goal at the image centre in every episode, so only the
+agent's position varies. An episode is 50 frames, never terminal (truncation only). Reward per
+frame: ``exp(-d / 8)`` with ``d`` the distance in pixels from the agent to the goal's centre: ~1
+on the goal, ~0.13 at 16 px.
 ``info["success"]``: the agent's centre is on the goal square.
 
 Expected returns over 50 steps at 32 px (2,000 episodes, measured with the env): random
@@ -50,6 +51,8 @@ class ToyReachEnv:
         self.speed = float(speed)
         self.agent_size = check_positive_int("agent_size", agent_size)
         self.goal_size = check_positive_int("goal_size", goal_size)
+        if not isinstance(fixed_goal, (bool, np.bool_)):
+            raise ValueError(f"fixed_goal must be true or false, got {fixed_goal!r}")
         self.fixed_goal = bool(fixed_goal)
         if max(agent_size, goal_size) > size // 2:
             raise ValueError(f"agent_size={agent_size} and goal_size={goal_size} must be at most "
