@@ -71,10 +71,12 @@ def main() -> None:
             if task in refs:
                 rx, ry = zip(*refs[task])
                 ax.plot(rx, ry, "k*", markersize=10, label=args.ref_label)
-            ax.set_title(f"{args.title} {env_name}".strip())
+            ax.set_title(env_name)
             ax.set_xlabel("env frames")
             ax.set_ylabel("eval return (10 episodes)")
             ax.legend(loc="upper left", fontsize=7)
+    if args.title:  # one title for the figure; each panel is named by its task
+        fig.suptitle(args.title)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out} and {out.with_suffix('.csv')}")
