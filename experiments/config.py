@@ -72,7 +72,11 @@ def mirror(cls: type, name: str | None = None) -> type:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, tuple):
             default = list(default)
-        if dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
+        if hints[f.name] is Any and dataclasses.is_dataclass(default):
+            # A slot for any config with a name (the objective): left empty, so whichever group
+            # option fills it brings its own schema; an empty slot keeps the Python default.
+            field = dataclasses.field(default=None)
+        elif dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
             value = default
             field = dataclasses.field(default_factory=lambda v=value: _node_default(v))
         else:
@@ -106,6 +110,8 @@ def _from_node(cls: type, node: Any) -> Any:
     for f in dataclasses.fields(cls):
         value = node[f.name] if isinstance(node, (dict, DictConfig)) else getattr(node, f.name)
         tp = hints[f.name]
+        if tp is Any and value is None and f.default_factory is not dataclasses.MISSING:
+            continue   # an empty objective slot: the dataclass default
         if dataclasses.is_dataclass(tp):
             value = _from_node(tp, value)
         elif tp is Any and isinstance(value, DictConfig) and "name" in value:

@@ -9,6 +9,8 @@ from typing import Any
 
 from representations.base import (Objective, ObjectiveBase, check_loss_scales, weigh)
 from representations.reconstruction import ReconstructionConfig, ReconstructionObjective
+from representations.repo import RePoConfig, RePoObjective
+from representations.taco import TacoConfig, TacoObjective
 
 _REGISTRY: dict[str, Any] = {}
 
@@ -32,6 +34,9 @@ def names() -> list[str]:
 
 
 register("reconstruction", ReconstructionObjective)
+register("repo", RePoObjective)
+register("taco", TacoObjective)
 
 __all__ = ["Objective", "ObjectiveBase", "check_loss_scales", "weigh", "register", "get",
-           "names", "ReconstructionConfig", "ReconstructionObjective"]
+           "names", "ReconstructionConfig", "ReconstructionObjective", "TacoConfig", "TacoObjective",
+           "RePoConfig", "RePoObjective"]

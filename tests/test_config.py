@@ -93,3 +93,18 @@ def test_fingerprint_tracks_state_shapes_only():
     assert config_lib.fingerprint(a) == config_lib.fingerprint(b)
     assert config_lib.fingerprint(a) != config_lib.fingerprint(c)
     assert OmegaConf.is_config(a)
+
+
+def test_taco_presets_and_objective_on_drqv2():
+    from representations.taco import TacoConfig
+    taco = config_lib.agent_config(_compose("experiment=taco_dmc"))
+    assert isinstance(taco.objective, TacoConfig)
+    assert (taco.batch_size, taco.objective.horizon) == (1024, 3)
+    control = config_lib.agent_config(_compose("experiment=taco_dmc_drqv2"))
+    assert control.objective is None and control.batch_size == 256
+    assert control.stddev_schedule == taco.stddev_schedule
+    on_drqv2 = config_lib.agent_config(_compose("agent=drqv2", "objective=taco",
+                                                "agent.objective.horizon=5"))
+    assert on_drqv2.objective.horizon == 5
+    with pytest.raises(Exception, match="horizonn"):
+        _compose("agent=drqv2", "objective=taco", "agent.objective.horizonn=5")

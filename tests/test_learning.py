@@ -41,3 +41,13 @@ def test_imagination_learns_toy_reach(tmp_path):
     final = _train(tmp_path, "experiment=imagination_toy", "loop.eval_every_frames=6000",
                    "loop.eval_episodes=10")
     assert final["return"] > 15.0 + 9, final
+
+
+@pytest.mark.slow
+def test_taco_learns_toy_reach(tmp_path):
+    """DrQ-v2 + TACO (``objective=taco``: critic on phi(a), K=3 windows, TACO's own Adam step)
+    on the quickstart task, with a smaller batch and TACO head to fit the CPU budget."""
+    final = _train(tmp_path, "experiment=quickstart", "objective=taco",
+                   "agent.objective.hidden_dim=128", "agent.batch_size=64", "loop.frames=5000",
+                   "loop.eval_every_frames=5000")
+    assert final["return"] > RANDOM_RETURN + 9, final

@@ -32,8 +32,9 @@ def test_weigh_checks_keys_and_sums():
 
 def test_registry():
     assert representations.get("reconstruction") is representations.ReconstructionObjective
-    with pytest.raises(ValueError, match=r"unknown objective 'repo'; valid: \['reconstruction'"):
-        representations.get("repo")
+    with pytest.raises(ValueError, match=r"unknown objective 'repoo'; valid: \['reconstruction', "
+                                         r"'repo', 'taco'\]"):
+        representations.get("repoo")
 
 
 def _gaussian_state(mean, std):

@@ -34,9 +34,15 @@ Extension points (all in ``rl.agents.drqv2_hooks``; pass ``DrQV2Hooks`` to the c
   (e) ``perturb(params, fresh_params, alpha, where)`` (shrink and perturb, pure) together with
       ``DrQV2Agent.init_params`` for fresh params and ``DrQV2Agent.reset_optimizers``, e.g.
       ``perturb(state.params, agent.init_params(key), alpha, where=rl.nets.is_dense_param)``.
+  (f) ``action_encoder``: the critic sees ``phi(a)`` in the target, critic and actor losses;
+      ``window_horizon``: ``sample`` draws ``TransitionWindows`` (TACO).
+
+``cfg.objective`` (``objective=taco``) builds these hooks from a representation objective
+(``rl.agents.drqv2_objectives``); hooks passed to the constructor are combined with them.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax
@@ -50,6 +56,7 @@ from rl.agents.drqv2_hooks import (AuxLoss, AuxState, DrQV2Hooks, TargetInputs, 
                                    perturb)
 from rl.agents.drqv2_losses import actor_loss, critic_loss, sample_target_action
 from rl.agents.drqv2_networks import DrQV2Networks, DrQV2Params, make_networks
+from rl.agents.drqv2_objectives import objective_hooks
 from rl.agents.drqv2_schedule import parse_schedule
 from rl.augment import random_shift
 from rl.distributions import truncated_normal_sample
@@ -72,46 +79,69 @@ class DrQV2State:
     critic_opt_state: Any
     aux: AuxState
     update_count: jax.Array       # int32, number of updates done
+    action_encoder_opt_state: Any = None   # Adam of params.action_encoder (TACO's phi) if any
 
 
 class DrQV2Agent:
     """DrQ-v2 behind the ``rl.agents.base.Agent`` protocol (continuous actions in [-1, 1])."""
 
-    def __init__(self, cfg: DrQV2Config, spec: EnvSpec, hooks: DrQV2Hooks = DrQV2Hooks()):
+    def __init__(self, cfg: DrQV2Config, spec: EnvSpec, hooks: DrQV2Hooks | None = None):
         action = spec.action
         if action.discrete or len(action.shape) != 1:
             raise ValueError(f"DrQ-v2 needs a continuous action vector, got {action}")
         if (action.low, action.high) not in ((None, None), (-1.0, 1.0)):
             raise ValueError(f"DrQ-v2 acts in [-1, 1]; got action bounds [{action.low}, "
                              f"{action.high}]: rescale actions in the env wrapper")
-        self.cfg, self.spec, self.hooks = cfg, spec, hooks
-        self.min_replay_steps = cfg.n_step + 1  # per env, before the loop may sample
+        self.cfg, self.spec = cfg, spec
         self.action_dim = action.shape[0]
         height, width, channels = spec.obs_shape
         self.stacked_obs_shape = (height, width, channels * cfg.frame_stack)
         self.repr_dim = conv_encoder_output_size(height, width, cfg.encoder_channels,
                                                  cfg.encoder_layers)
         self.nets: DrQV2Networks = make_networks(cfg, self.action_dim)
+        self.hooks = _with_objective(hooks or DrQV2Hooks(), objective_hooks(
+            cfg.objective, self.action_dim, self.nets.encoder, cfg.shift_pad))
+        # per env, before the loop may sample (TACO's windows look max(n, K) steps ahead)
+        self.min_replay_steps = max(cfg.n_step, self.hooks.window_horizon) + 1
         self.stddev_schedule = parse_schedule(cfg.stddev_schedule)
         self.encoder_opt = optax.adam(cfg.lr)
         self.actor_opt = optax.adam(cfg.lr)
         self.critic_opt = optax.adam(cfg.lr)
         self.aux_opts = {a.name: optax.adam(cfg.lr if a.lr is None else a.lr)
-                         for a in hooks.aux_losses}
+                         for a in self.hooks.aux_losses}
+        # The official encoder optimiser holds the encoder and phi; Adam is elementwise, so a
+        # second Adam with the same settings is the same update.
+        self.action_encoder_opt = optax.adam(cfg.lr)
 
     # ------------------------------------------------------------------ state
     def init_params(self, key: jax.Array) -> DrQV2Params:
-        k_enc, k_actor, k_critic = jax.random.split(key, 3)
+        k_enc, k_actor, k_critic, k_phi = jax.random.split(key, 4)
         obs = jnp.zeros((1, *self.stacked_obs_shape), jnp.uint8)
         features = jnp.zeros((1, self.repr_dim), jnp.float32)
         action = jnp.zeros((1, self.action_dim), jnp.float32)
+        action_encoder = None
+        if self.hooks.action_encoder is not None:
+            action_encoder = self.hooks.action_encoder.init(k_phi, action)
+            action = self.hooks.action_encoder.apply(action_encoder, action)
         return DrQV2Params(encoder=self.nets.encoder.init(k_enc, obs),
                            actor=self.nets.actor.init(k_actor, features),
-                           critic=self.nets.critic.init(k_critic, features, action))
+                           critic=self.nets.critic.init(k_critic, features, action),
+                           action_encoder=action_encoder)
+
+    def critic_action(self, action_encoder: Any, action: jax.Array) -> jax.Array:
+        """What the critic sees of an action: ``phi(a)`` with the action-encoder hook, else ``a``."""
+        if self.hooks.action_encoder is None:
+            return action
+        return self.hooks.action_encoder.apply(action_encoder, action)
 
     def _aux_opt_params(self, aux: AuxLoss, params: DrQV2Params, aux_params: Any) -> Any:
-        # A separate step optimises the encoder too, with its own moments (TACO's taco_opt).
-        return {"encoder": params.encoder, "aux": aux_params} if aux.separate_step else aux_params
+        # A separate step optimises the encoder (and phi) too, with its own moments (TACO's
+        # taco_opt).
+        if not aux.separate_step:
+            return aux_params
+        if params.action_encoder is None:
+            return {"encoder": params.encoder, "aux": aux_params}
+        return {"encoder": params.encoder, "action_encoder": params.action_encoder, "aux": aux_params}
 
     def init(self, key: jax.Array) -> DrQV2State:
         key, k_params = jax.random.split(key)
@@ -136,7 +166,10 @@ class DrQV2Agent:
             a.name: self.aux_opts[a.name].init(
                 self._aux_opt_params(a, params, state.aux.params[a.name]))
             for a in self.hooks.aux_losses}
+        phi_opt_state = (None if params.action_encoder is None
+                         else self.action_encoder_opt.init(params.action_encoder))
         return state.replace(encoder_opt_state=self.encoder_opt.init(params.encoder),
+                             action_encoder_opt_state=phi_opt_state,
                              actor_opt_state=self.actor_opt.init(params.actor),
                              critic_opt_state=self.critic_opt.init(params.critic),
                              aux=state.aux.replace(opt_states=aux_opt_states))
@@ -175,8 +208,12 @@ class DrQV2Agent:
         return jnp.where(step < self.cfg.num_expl_steps, uniform, action), carry
 
     # ------------------------------------------------------------------ learning
-    def sample(self, replay: Any, key: jax.Array) -> replay_lib.Transitions:
-        cfg = self.cfg
+    def sample(self, replay: Any, key: jax.Array) -> Any:
+        """``Transitions``, or ``TransitionWindows`` when ``hooks.window_horizon > 0``."""
+        cfg, horizon = self.cfg, self.hooks.window_horizon
+        if horizon:
+            return replay_lib.sample_transition_windows(replay, key, cfg.batch_size, cfg.n_step,
+                                                        cfg.gamma, cfg.frame_stack, horizon)
         return replay_lib.sample_transitions(replay, key, cfg.batch_size, cfg.n_step, cfg.gamma,
                                              cfg.frame_stack)
 
@@ -186,15 +223,16 @@ class DrQV2Agent:
         step = jnp.asarray(step)
         k_obs, k_next, k_target, k_actor, k_aux, k_sep = jax.random.split(key, 6)
         params, aux = state.params, state.aux
-        batch_size = batch.obs.shape[0]
-        reward = batch.reward.reshape(batch_size).astype(jnp.float32)
-        discount = batch.discount.reshape(batch_size).astype(jnp.float32)
-        action = batch.action.astype(jnp.float32)
+        tr = batch.transition if isinstance(batch, replay_lib.TransitionWindows) else batch
+        batch_size = tr.obs.shape[0]
+        reward = tr.reward.reshape(batch_size).astype(jnp.float32)
+        discount = tr.discount.reshape(batch_size).astype(jnp.float32)
+        action = tr.action.astype(jnp.float32)
         metrics: Metrics = {"batch_reward": reward.mean()}
 
         # 1. augment and encode; the obs encoding keeps its VJP for the critic step.
-        obs = random_shift(k_obs, batch.obs, cfg.shift_pad)
-        next_obs = random_shift(k_next, batch.next_obs, cfg.shift_pad)
+        obs = random_shift(k_obs, tr.obs, cfg.shift_pad)
+        next_obs = random_shift(k_next, tr.next_obs, cfg.shift_pad)
         features, encoder_vjp = jax.vjp(lambda enc: nets.encoder.apply(enc, obs), params.encoder)
         next_features = jax.lax.stop_gradient(nets.encoder.apply(params.encoder, next_obs))
 
@@ -208,7 +246,9 @@ class DrQV2Agent:
         std = self.noise_std(aux, step)
         next_action = sample_target_action(nets, params.actor, next_features, k_target, std,
                                            cfg.stddev_clip)
-        next_q1, next_q2 = nets.critic.apply(state.critic_target, next_features, next_action)
+        next_q1, next_q2 = nets.critic.apply(
+            state.critic_target, next_features,
+            jax.lax.stop_gradient(self.critic_action(params.action_encoder, next_action)))
         target, target_metrics = hooks.value_target(TargetInputs(
             reward=reward, discount=discount, next_q1=next_q1, next_q2=next_q2,
             next_features=next_features, next_action=next_action, aux=aux, step=step))
@@ -219,10 +259,11 @@ class DrQV2Agent:
         joint = [a for a in hooks.aux_losses if not a.separate_step]
         joint_keys = jax.random.split(k_aux, max(len(joint), 1))
 
-        def loss_fn(features, encoder_params, critic_params, aux_params):
-            q1, q2 = nets.critic.apply(critic_params, features, action)
+        def loss_fn(features, encoder_params, critic_params, aux_params, phi_params):
+            q1, q2 = nets.critic.apply(critic_params, features, self.critic_action(phi_params, action))
             loss, loss_metrics = critic_loss(q1, q2, target)
-            current = DrQV2Params(encoder=encoder_params, actor=params.actor, critic=critic_params)
+            current = DrQV2Params(encoder=encoder_params, actor=params.actor, critic=critic_params,
+                                  action_encoder=phi_params)
             for a, k in zip(joint, joint_keys):
                 aux_loss, aux_metrics = a.loss(current, aux_params[a.name], batch, features, k)
                 loss = loss + a.weight * aux_loss
@@ -231,9 +272,10 @@ class DrQV2Agent:
             return loss, loss_metrics
 
         joint_params = {a.name: aux.params[a.name] for a in joint}
-        (_, loss_metrics), grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3), has_aux=True)(
-            features, params.encoder, params.critic, joint_params)
-        grad_features, grad_encoder_direct, grad_critic, grad_joint = grads
+        (_, loss_metrics), grads = jax.value_and_grad(
+            loss_fn, argnums=(0, 1, 2, 3, 4), has_aux=True)(
+            features, params.encoder, params.critic, joint_params, params.action_encoder)
+        grad_features, grad_encoder_direct, grad_critic, grad_joint, grad_phi = grads
         (grad_encoder_via_features,) = encoder_vjp(grad_features)
         grad_encoder = jax.tree.map(jnp.add, grad_encoder_direct, grad_encoder_via_features)
         metrics.update(loss_metrics)
@@ -244,6 +286,9 @@ class DrQV2Agent:
                                                 state.encoder_opt_state, params.encoder)
         critic, critic_opt_state = _adam_step(self.critic_opt, grad_critic,
                                               state.critic_opt_state, params.critic)
+        phi, phi_opt_state = params.action_encoder, state.action_encoder_opt_state
+        if phi is not None:
+            phi, phi_opt_state = _adam_step(self.action_encoder_opt, grad_phi, phi_opt_state, phi)
         aux_params, aux_opt_states = dict(aux.params), dict(aux.opt_states)
         for a in joint:
             aux_params[a.name], aux_opt_states[a.name] = _adam_step(
@@ -252,7 +297,8 @@ class DrQV2Agent:
 
         # 5. actor, against the updated critic, on stopped features of the pre-update encoder.
         (_, actor_metrics), grad_actor = jax.value_and_grad(actor_loss, argnums=1, has_aux=True)(
-            nets, params.actor, critic, features, k_actor, std, cfg.stddev_clip)
+            nets, params.actor, critic, features, k_actor, std, cfg.stddev_clip,
+            None if phi is None else (lambda a: self.critic_action(phi, a)))
         actor, actor_opt_state = _adam_step(self.actor_opt, grad_actor, state.actor_opt_state,
                                             params.actor)
         metrics.update(actor_metrics)
@@ -261,22 +307,24 @@ class DrQV2Agent:
 
         # 6. target critic.
         critic_target = optax.incremental_update(critic, state.critic_target, cfg.critic_target_tau)
-        params = DrQV2Params(encoder=encoder, actor=actor, critic=critic)
+        params = DrQV2Params(encoder=encoder, actor=actor, critic=critic, action_encoder=phi)
 
         # 7. aux losses with their own step over the (updated) encoder and their params.
         separate = [a for a in hooks.aux_losses if a.separate_step]
         for a, k in zip(separate, jax.random.split(k_sep, max(len(separate), 1))):
             def separate_loss(opt_params, a=a, k=k):
-                current = params.replace(encoder=opt_params["encoder"])
+                current = params.replace(encoder=opt_params["encoder"],
+                                         action_encoder=opt_params.get("action_encoder"))
                 feats = nets.encoder.apply(opt_params["encoder"], obs)
                 return a.loss(current, opt_params["aux"], batch, feats, k)
 
-            opt_params = {"encoder": params.encoder, "aux": aux_params[a.name]}
+            opt_params = self._aux_opt_params(a, params, aux_params[a.name])
             (aux_loss, aux_metrics), grad = jax.value_and_grad(separate_loss, has_aux=True)(
                 opt_params)
             opt_params, aux_opt_states[a.name] = _adam_step(
                 self.aux_opts[a.name], grad, aux_opt_states[a.name], opt_params)
-            params = params.replace(encoder=opt_params["encoder"])
+            params = params.replace(encoder=opt_params["encoder"],
+                                    action_encoder=opt_params.get("action_encoder"))
             aux_params[a.name] = opt_params["aux"]
             metrics |= {f"{a.name}/{n}": v for n, v in aux_metrics.items()}
             metrics[f"{a.name}/loss"] = aux_loss
@@ -286,8 +334,21 @@ class DrQV2Agent:
                            encoder_opt_state=encoder_opt_state, actor_opt_state=actor_opt_state,
                            critic_opt_state=critic_opt_state,
                            aux=aux.replace(params=aux_params, opt_states=aux_opt_states),
-                           update_count=state.update_count + 1)
+                           update_count=state.update_count + 1,
+                           action_encoder_opt_state=phi_opt_state)
         return state, metrics
+
+
+def _with_objective(hooks: DrQV2Hooks, objective: DrQV2Hooks) -> DrQV2Hooks:
+    """``hooks`` plus the objective's aux losses, action encoder and window horizon."""
+    if objective.action_encoder is not None and hooks.action_encoder is not None:
+        raise ValueError("both the objective and the given hooks set an action encoder")
+    if objective.window_horizon and hooks.window_horizon:
+        raise ValueError("both the objective and the given hooks set window_horizon")
+    return dataclasses.replace(
+        hooks, aux_losses=hooks.aux_losses + objective.aux_losses,
+        action_encoder=hooks.action_encoder or objective.action_encoder,
+        window_horizon=hooks.window_horizon or objective.window_horizon)
 
 
 def _adam_step(opt: optax.GradientTransformation, grads: Any, opt_state: Any,

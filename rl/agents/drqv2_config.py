@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from rl.agents.drqv2_schedule import parse_schedule
 
@@ -25,6 +26,8 @@ class DrQV2Config:
     encoder_layers: int = 4
     shift_pad: int = 4                   # random-shift augmentation padding
     encoder_dtype: str = "float32"       # conv compute dtype: "float32" (official) | "bfloat16"
+    # a representation objective's config with .name (``objective=taco``); None: plain DrQ-v2
+    objective: Any = None
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "feature_dim": self.feature_dim, "hidden_dim": self.hidden_dim,

@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any, Callable, Protocol
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -102,6 +103,13 @@ class DrQV2Hooks:
         features of the augmented obs with the ``"intermediates"`` collection mutable and passes
         them here (DrM computes the dormant ratio and sets its awakening step).
     init_extra: makes the initial ``aux.extra``.
+    action_encoder: if set, a module ``phi`` mapping actions ``[B, |A|]`` to latent actions; the
+        critic then sees ``Q(features, phi(a))`` everywhere (TACO). ``phi``'s params
+        (``params.action_encoder``) take the critic loss's gradient with an Adam of the encoder's
+        learning rate, and join the encoder in aux losses' separate steps.
+    window_horizon: if > 0, ``sample`` draws ``rl.replay.TransitionWindows`` with this horizon
+        (whole windows inside one episode); the RL losses use ``batch.transition`` and aux
+        losses get the whole batch (TACO's ``a_{t:t+K-1}`` and ``o_{t+K}``).
     """
 
     aux_losses: tuple[AuxLoss, ...] = ()
@@ -109,8 +117,12 @@ class DrQV2Hooks:
     noise_std: NoiseStdFn | None = None
     observe_actor_activations: ObserveActivationsFn | None = None
     init_extra: Callable[[], Any] = _empty_extra
+    action_encoder: nn.Module | None = None
+    window_horizon: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.window_horizon, int) or self.window_horizon < 0:
+            raise ValueError(f"window_horizon must be an int >= 0, got {self.window_horizon!r}")
         names = [aux.name for aux in self.aux_losses]
         if len(set(names)) != len(names):
             raise ValueError(f"aux loss names must be unique, got {names}")

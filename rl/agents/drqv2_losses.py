@@ -1,7 +1,7 @@
 """DrQ-v2's losses as pure functions (the agent wires them together in ``update``)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,16 +29,20 @@ def sample_target_action(nets: DrQV2Networks, actor_params: Params, next_feature
 
 
 def actor_loss(nets: DrQV2Networks, actor_params: Params, critic_params: Params,
-               features: jax.Array, key: jax.Array, std: jax.Array,
-               clip: float) -> tuple[jax.Array, Metrics]:
+               features: jax.Array, key: jax.Array, std: jax.Array, clip: float,
+               encode_action: Callable[[jax.Array], jax.Array] | None = None
+               ) -> tuple[jax.Array, Metrics]:
     """``-mean(min(Q1, Q2)(s, a))`` with ``a`` a clipped-noise sample from the actor.
 
     The encoder features are stopped here (the encoder learns only from the critic); gradients
-    reach ``actor_params`` through the sample's straight-through clamp.
+    reach ``actor_params`` through the sample's straight-through clamp. ``encode_action``: the
+    critic sees ``encode_action(a)`` (TACO's phi; only the actor is stepped by this loss).
     """
     features = jax.lax.stop_gradient(features)
     mean = nets.actor.apply(actor_params, features)
     action = truncated_normal_sample(key, mean, std, clip)
+    if encode_action is not None:
+        action = encode_action(action)
     q1, q2 = nets.critic.apply(critic_params, features, action)
     loss = -jnp.mean(jnp.minimum(q1, q2))
     return loss, {"actor_loss": loss, "actor_mean_abs": jnp.abs(mean).mean()}

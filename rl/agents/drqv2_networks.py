@@ -51,6 +51,7 @@ class DrQV2Params:
     encoder: Params
     actor: Params
     critic: Params
+    action_encoder: Params = None   # phi when the critic consumes encoded actions (TACO); else None
 
 
 class DrQV2Networks(NamedTuple):

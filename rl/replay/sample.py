@@ -71,6 +71,14 @@ def sample_transitions(state: ReplayState, key: jax.Array, batch_size: int, n_st
     _check_steps("n_step", n_step, capacity, capacity - 1)
     env_index, slot, prob = sample_starts(
         state, key, batch_size, valid_transition_starts(state, n_step), sampler)
+    return sample_transitions_at(state, env_index, slot, prob, n_step, gamma, frame_stack)
+
+
+def sample_transitions_at(state: ReplayState, env_index: jax.Array, slot: jax.Array,
+                          prob: jax.Array, n_step: int, gamma: float | jax.Array,
+                          frame_stack: int) -> Transitions:
+    """The n-step transitions at given valid starts (``valid_transition_starts``)."""
+    capacity = state.capacity_per_env
     ahead = gather_window(state, env_index, (slot + 1) % capacity, n_step,
                           fields=("reward", "discount", "is_first", "is_last"))
     ret, bootstrap, m = n_step_return(ahead["reward"], ahead["discount"], ahead["is_first"],
