@@ -1,6 +1,6 @@
 # Sourced by the results/scripts/gpu_*.sh scripts on the device machine (repo root, .device/
 # carried): installs the bundle and defines run(), which starts one training process that
-# outlives the device call. Set COMMON (overrides added to every run) before calling run.
+# outlives the device call, and status(). Set COMMON (overrides added to every run) before calling run.
 source .device/activate.sh
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
 RES=/tmp/res
@@ -11,4 +11,19 @@ run() {  # name, overrides...
   echo "python -m experiments.train $* $COMMON" > $RES/$name.cmd
   setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
     > $RES/$name.log 2>&1 < /dev/null &
+}
+
+status() {  # progress and last evaluations of every run; packs logs and metrics into $OUT
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+  for f in $RES/*/metrics.jsonl; do
+    echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
+  done
+  for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 4 | sed 's/\[eval\] //' | tr '\n' ' ')"; done
+  grep -il "error\|traceback" $RES/*.log
+  tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints -C $RES .
+}
+
+parse_item() {  # "<kind>:<task>:<seed>" -> KIND, TASK, SEED; a malformed item stops the script
+  KIND=${1%%:*}; local rest=${1#*:}; TASK=${rest%%:*}; SEED=${rest#*:}
+  [[ $SEED =~ ^[0-9]+$ ]] || { echo "bad item '$1'; expected <kind>:<task>:<seed>"; exit 2; }
 }

@@ -11,8 +11,7 @@ source results/scripts/gpu_common.sh
 case "${1:-}" in
   launch)
     shift; for item in "$@"; do
-      arm=${item%%:*}; rest=${item#*:}; task=${rest%%:*}; seed=${rest#*:}
-      [[ $seed =~ ^[0-9]+$ ]] || { echo "bad item '$item'; expected tf32|fp32:<task>:<seed>"; exit 2; }
+      parse_item "$item"; arm=$KIND; task=$TASK; seed=$SEED
       case $arm in
         tf32) unset JAX_DEFAULT_MATMUL_PRECISION ;;
         fp32) export JAX_DEFAULT_MATMUL_PRECISION=highest ;;
@@ -24,13 +23,6 @@ case "${1:-}" in
     done
     unset JAX_DEFAULT_MATMUL_PRECISION
     sleep 60; tail -n 2 $RES/*.log ;;
-  status)
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-    for f in $RES/*/metrics.jsonl; do
-      echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
-    done
-    for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 5 | sed 's/\[eval\] //' | tr '\n' ' ')"; done
-    grep -il "error\|traceback" $RES/*.log
-    tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints -C $RES . ;;
+  status) status ;;
   *) echo "usage: $0 launch <arm>:<task>:<seed> ... | status"; exit 2 ;;
 esac

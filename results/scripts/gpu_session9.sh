@@ -11,8 +11,7 @@ source results/scripts/gpu_common.sh
 case "${1:-}" in
   launch)
     shift; for item in "$@"; do
-      agent=${item%%:*}; rest=${item#*:}; task=${rest%%:*}; seed=${rest#*:}
-      [[ $seed =~ ^[0-9]+$ ]] || { echo "bad item '$item'; expected drqv2|dreamer:<task>:<seed>"; exit 2; }
+      parse_item "$item"; agent=$KIND; task=$TASK; seed=$SEED
       case $agent in
         drqv2) run drqv2_${task}_s$seed experiment=drqv2_dmc env=dmc/$task seed=$seed \
                  loop.frames=250000 loop.eval_envs=5 loop.eval_episodes=10 ;;
@@ -22,12 +21,5 @@ case "${1:-}" in
       esac
     done
     sleep 60; tail -n 3 $RES/*.log ;;
-  status)
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-    for f in $RES/*/metrics.jsonl; do
-      echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
-    done
-    for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 4 | sed 's/\[eval\] //' | tr '\n' ' ')"; done
-    grep -il "error\|traceback" $RES/*.log
-    tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints -C $RES . ;;
+  status) status ;;
 esac
