@@ -1,4 +1,5 @@
 """Orbax checkpoints: round trip, keep-last-k, and clear refusals of bad checkpoints."""
+import dataclasses
 import shutil
 
 import jax
@@ -72,3 +73,34 @@ def test_logger_wandb_offline_needs_no_account(tmp_path, monkeypatch):
     path = log.video(1, "eval/video", np.zeros((3, 8, 8, 1), np.uint8))
     log.close()
     assert path.exists() and (tmp_path / "wandb").exists()
+
+
+def test_taco_and_repo_agent_states_round_trip(tmp_path):
+    """The plug-in state of TACO (phi, its Adam, TACO's heads and Adam) and RePo's dual variable
+    with its Adam state come back from a checkpoint exactly."""
+    from representations.repo import RePoConfig
+    from representations.taco import TacoConfig
+    from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
+    from rl.agents.imagination import ImaginationAgent
+    from rl.agents.imagination_config import preset
+    from rl.envs.types import ActionSpec, EnvSpec
+
+    spec = EnvSpec("tiny", (32, 32, 3), ActionSpec.box(2))
+    taco = DrQV2Agent(DrQV2Config.tiny(objective=TacoConfig(feature_dim=4, hidden_dim=8)), spec)
+    cfg = preset("debug")
+    repo = ImaginationAgent(dataclasses.replace(cfg, objective=RePoConfig()), spec)
+    for name, agent in (("taco", taco), ("repo", repo)):
+        state = agent.init(jax.random.PRNGKey(1))
+        if name == "repo":   # a dual variable that has moved off its initial value
+            moved = agent.objective.update_state(state.objective_state,
+                                                 {"kl_balanced": jnp.asarray(9.0)})
+            state = state.replace(objective_state=moved)
+        ckpt = Checkpointer(tmp_path / name)
+        ckpt.save(1, state, {"fingerprint": name})
+        restored, _ = ckpt.restore(agent.init(jax.random.PRNGKey(2)), fingerprint=name)
+        ckpt.close()
+        leaves, restored_leaves = jax.tree.leaves(state), jax.tree.leaves(restored)
+        assert len(leaves) == len(restored_leaves)
+        for a, b in zip(leaves, restored_leaves):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert restored.objective_state["log_beta"] > np.log(1e-5)
