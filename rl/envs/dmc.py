@@ -11,6 +11,11 @@ Conventions (DrQ-v2 / PlaNet):
   dm_control's time limit does. lqr has no time limit in dm_control and is cut at 1000 as well.
 - Rewards are summed over the repeated frames; repetition stops early if the episode ends.
 - ``reset(seed)`` re-seeds the task's RandomState, so the same seed gives the same initial state.
+
+Distracted DMC (RePo's setting): ``distractor="train"|"test"`` replaces the background (sky and
+floor, from MuJoCo's segmentation rendering) every step with a frame of a procedural moving clip
+from that pool (``rl.envs.distractors``), chosen per episode from the reset seed.
+``appearance_shift="color"`` recolours the robot (adaptation tests).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rl.envs import distractors
 from rl.envs.base import Info, check_choice, check_positive_int, check_seed, repeat_action
 from rl.envs.types import ActionSpec, EnvSpec
 
@@ -87,8 +93,12 @@ class DMCEnv:
 
     def __init__(self, task_name: str, *, size: int | None = None,
                  action_repeat: int | None = None, convention: str = "drqv2",
-                 camera: int | None = None, episode_frames: int = EPISODE_FRAMES):
+                 camera: int | None = None, episode_frames: int = EPISODE_FRAMES,
+                 distractor: str | None = None, appearance_shift: str = "none"):
         check_choice("convention", convention, CONVENTIONS)
+        if distractor is not None:
+            check_choice("distractor", distractor, distractors.POOLS)
+        check_choice("appearance_shift", appearance_shift, distractors.APPEARANCE_SHIFTS)
         size = DEFAULT_SIZE[convention] if size is None else size
         check_choice("size", size, SIZES)
         domain, task = resolve_task(task_name)
@@ -99,13 +109,18 @@ class DMCEnv:
 
         from dm_control import suite  # heavy: imported only when a DMC env is made
 
-        from rl.envs.mujoco_render import PixelRenderer
+        from rl.envs.mujoco_render import BackgroundMasker, PixelRenderer
 
         self._env = suite.load(domain, task, task_kwargs={"random": 0})
         physics = self._env.physics
         camera = default_camera(domain) if camera is None else camera
         self._renderer = PixelRenderer(physics.model.ptr, size, size, camera)
         self.camera = self._renderer.camera
+        self._distractor = None if distractor is None else distractors.Distractor(distractor, size)
+        self._appearance_shift = appearance_shift
+        self._masker = None
+        if distractor is not None or appearance_shift != "none":
+            self._masker = BackgroundMasker(physics.model.ptr, size, size, self.camera)
 
         bounds = self._env.action_spec()
         low = np.asarray(bounds.minimum, np.float64)
@@ -128,13 +143,30 @@ class DMCEnv:
         return self._env.physics
 
     def render(self) -> np.ndarray:
-        return self._renderer.render(self._env.physics.data.ptr)
+        data = self._env.physics.data.ptr
+        frame = self._renderer.render(data)
+        if self._masker is None:
+            return frame
+        background = self._masker.mask(data)
+        frame = distractors.shift_appearance(frame, ~background, self._appearance_shift)
+        if self._distractor is not None:
+            frame = distractors.composite(frame, background, self._distractor.next_frame())
+        return frame
+
+    def background_mask(self) -> np.ndarray:
+        """``[size, size]`` bool: sky and floor pixels of the current frame (distracted envs)."""
+        if self._masker is None:
+            raise ValueError(f"{self.spec.name}: background_mask needs distractor or "
+                             f"appearance_shift set")
+        return self._masker.mask(self._env.physics.data.ptr)
 
     def reset(self, seed: int) -> tuple[np.ndarray, Info]:
         # A fresh RandomState makes the initial state a function of the seed alone
         # (mj_resetData inside dm_control's reset clears everything else).
         self._env.task._random = np.random.RandomState(check_seed(seed))
         self._env.reset()
+        if self._distractor is not None:
+            self._distractor.reset(seed)
         self._frames = 0
         self._started = True
         return self.render(), {}
@@ -169,6 +201,8 @@ class DMCEnv:
 
     def close(self) -> None:
         self._renderer.close()
+        if self._masker is not None:
+            self._masker.close()
         # If dm_control's own renderer was used (physics.render), free its contexts now, on its
         # render thread: when a Physics is garbage-collected instead, its MuJoCo render context
         # is freed on this thread and deletes GL objects of whatever context is current here

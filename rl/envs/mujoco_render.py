@@ -56,3 +56,30 @@ class PixelRenderer:
             finally:
                 self._renderer = None
                 _LIVE.discard(self)
+
+
+class BackgroundMasker:
+    """``[height, width]`` bool masks of the background (sky and floor) seen from ``camera``.
+
+    MuJoCo's segmentation rendering gives each pixel the object it shows: nothing (id -1: the
+    skybox) or a geom; pixels of plane geoms (DMC's floor or ground) count as background too.
+    """
+
+    def __init__(self, model, height: int, width: int, camera: int):
+        import mujoco
+
+        self._renderer = PixelRenderer(model, height, width, camera)
+        self._renderer._renderer.enable_segmentation_rendering()
+        self._plane = np.asarray(model.geom_type) == int(mujoco.mjtGeom.mjGEOM_PLANE)
+        self._geom = int(mujoco.mjtObj.mjOBJ_GEOM)
+
+    def mask(self, data) -> np.ndarray:
+        seg = self._renderer.render(data)
+        ids, types = seg[..., 0], seg[..., 1]
+        is_geom = (types == self._geom) & (ids >= 0)
+        plane = np.zeros(ids.shape, bool)
+        plane[is_geom] = self._plane[ids[is_geom]]
+        return (ids < 0) | plane
+
+    def close(self) -> None:
+        self._renderer.close()

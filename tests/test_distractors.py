@@ -1,0 +1,88 @@
+"""Distracted DMC: procedural distractor pools, background masks from segmentation rendering,
+compositing that touches only background pixels, determinism, appearance shifts."""
+import numpy as np
+import pytest
+
+from rl.envs import distractors, make
+
+
+def test_pools_are_deterministic_and_disjoint():
+    train, again, test = (distractors.make_pool(p) for p in ("train", "train", "test"))
+    assert len(train) == len(test) == distractors.POOL_SIZE
+    for a, b in zip(train, again):
+        np.testing.assert_array_equal(a.freqs, b.freqs)
+    train_freqs = {tuple(np.round(c.freqs.ravel(), 6)) for c in train}
+    assert not train_freqs & {tuple(np.round(c.freqs.ravel(), 6)) for c in test}
+    assert {len(c.radii) for c in train} != {len(c.radii) for c in test}
+    with pytest.raises(ValueError, match=r"distractor pool 'val'; valid: \['train', 'test'\]"):
+        distractors.make_pool("val")
+
+
+def test_clips_move_and_frames_are_pure():
+    clip = distractors.make_pool("train")[0]
+    f0, f1 = distractors.clip_frame(clip, 0, 32), distractors.clip_frame(clip, 1, 32)
+    assert f0.shape == (32, 32, 3) and f0.dtype == np.uint8
+    assert np.abs(f0.astype(int) - f1.astype(int)).mean() > 0.5       # it moves
+    np.testing.assert_array_equal(f0, distractors.clip_frame(clip, 0, 32))
+    d = distractors.Distractor("train", 32)
+    with pytest.raises(RuntimeError, match="reset"):
+        d.next_frame()
+
+
+def test_composite_and_appearance_shift_by_hand():
+    frame = np.full((2, 2, 3), 10, np.uint8)
+    frame[0, 0] = (100, 50, 20)
+    backdrop = np.full((2, 2, 3), 200, np.uint8)
+    background = np.array([[False, True], [True, True]])
+    out = distractors.composite(frame, background, backdrop)
+    np.testing.assert_array_equal(out[0, 0], (100, 50, 20))
+    assert (out[background] == 200).all()
+    shifted = distractors.shift_appearance(frame, ~background, "color")
+    np.testing.assert_array_equal(shifted[0, 0], (14, 70, 35))   # (b, r, g) * 0.7, truncated
+    np.testing.assert_array_equal(shifted[background], frame[background])
+    with pytest.raises(ValueError, match="appearance_shift 'blur'"):
+        distractors.shift_appearance(frame, ~background, "blur")
+
+
+@pytest.fixture(scope="module")
+def dm_suite():
+    return pytest.importorskip("dm_control.suite")
+
+
+@pytest.mark.parametrize("task", ["walker_walk", "cheetah_run"])
+def test_distractor_replaces_only_background_pixels(dm_suite, task):
+    plain = make(f"dmc/{task}", size=64)
+    env = make(f"dmc/{task}", size=64, distractor="train")
+    for step in range(3):
+        if step == 0:
+            a, b = plain.reset(5)[0], env.reset(5)[0]
+        else:
+            action = np.full(env.spec.action.shape, 0.3, np.float32)
+            a, b = plain.step(action)[0], env.step(action)[0]
+        background = env.background_mask()
+        assert 0.3 < background.mean() < 0.99            # sky + floor, not the robot
+        np.testing.assert_array_equal(a[~background], b[~background])
+        assert ((a != b).any(-1) <= background).all()      # changes only where the mask is
+        assert (a != b).any(-1).mean() > 0.5 * background.mean()
+    # same seed, same frames; another seed, another clip
+    again = make(f"dmc/{task}", size=64, distractor="train")
+    np.testing.assert_array_equal(again.reset(5)[0], env.reset(5)[0])
+    assert not np.array_equal(again.reset(6)[0], env.reset(5)[0])
+    for e in (plain, env, again):
+        e.close()
+
+
+def test_train_and_test_pools_and_colour_shift_in_the_env(dm_suite):
+    train = make("dmc/walker_walk", size=64, distractor="train")
+    test = make("dmc/walker_walk", size=64, distractor="test", appearance_shift="color")
+    plain = make("dmc/walker_walk", size=64)
+    a, b, c = train.reset(1)[0], test.reset(1)[0], plain.reset(1)[0]
+    background = train.background_mask()
+    assert not np.array_equal(a[background], b[background])
+    assert not np.array_equal(b[~background], c[~background])     # the robot is recoloured
+    with pytest.raises(ValueError, match=r"distractor='video' is not allowed"):
+        make("dmc/walker_walk", distractor="video")
+    with pytest.raises(ValueError, match="background_mask needs distractor"):
+        plain.background_mask()
+    for e in (train, test, plain):
+        e.close()
