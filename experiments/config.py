@@ -108,6 +108,8 @@ def _from_node(cls: type, node: Any) -> Any:
                              f"{[f.name for f in dataclasses.fields(cls)]}")
     kwargs = {}
     for f in dataclasses.fields(cls):
+        if isinstance(node, (dict, DictConfig)) and f.name not in node:
+            continue   # a partial nested objective (``base={name: repo}``): the field's default
         value = node[f.name] if isinstance(node, (dict, DictConfig)) else getattr(node, f.name)
         tp = hints[f.name]
         if tp is Any and value is None and f.default_factory is not dataclasses.MISSING:

@@ -20,7 +20,7 @@ gets the features and returns unreduced ``[B]`` maps keyed by ``LOSS_KEYS``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -110,6 +110,10 @@ class TacoConfig:
     feature_dim: int = 50
     hidden_dim: int = 1024
     lr: Optional[float] = None                # TACO's Adam (encoder_lr); None: the agent's lr
+    # world models only (agent=imagination): the objective TACO is added to (None:
+    # reconstruction), and the discount of TACO's K-step reward target
+    base: Any = None
+    reward_gamma: float = 0.99
     loss_scales: dict = dataclasses.field(
         default_factory=lambda: {"taco": 1.0, "curl": 1.0, "reward": 1.0})
 
@@ -123,12 +127,82 @@ class TacoConfig:
 
 
 class TacoObjective:
-    """Registry entry for ``objective=taco``. ``agent=drqv2`` builds TACO from ``Config`` (see
-    ``rl.agents.drqv2_objectives``); the world-model form (issue 5, item 4) is not written yet,
-    so constructing it for a world model is refused with a clear message."""
+    """``objective=taco`` on a world model (``agent=imagination``): a base objective (``base``,
+    default reconstruction; e.g. RePo's) plus TACO on the posterior features ``f_t`` of the
+    RSSM, with ``a_t .. a_{t+K-1}`` and ``f_{t+K}`` from the same sequence:
+
+    - ``taco``: InfoNCE between ``G([p(f_t), psi(phi(a_{t:t+K-1}))])`` and ``sg(p(f_{t+K}))``
+      over all windows of the batch (in-batch negatives), the same ``TacoHeads`` as on DrQ-v2;
+    - ``taco_reward``: TACO's reward head on ``[p(f_t), u_seq]`` regressing
+      ``sum_k reward_gamma^(k-1) r_{t+k}`` (k = 1..K).
+
+    Windows that run past the sequence or into a new episode are masked; the maps are scaled so
+    that their plain ``[B, T]`` mean is the mean over valid windows. CURL needs two augmented
+    views of a frame and world models see unaugmented frames, so ``loss_scales.curl`` must be 0.
+    DrQ-v2 builds TACO from the same config in ``rl.agents.drqv2_objectives``.
+    """
 
     Config = TacoConfig
 
-    def __init__(self, cfg: TacoConfig, world_model: object) -> None:
-        raise ValueError("objective=taco works with agent=drqv2 so far; its world-model form "
-                         "(agent=imagination) is not implemented yet")
+    def __init__(self, cfg: TacoConfig, world_model: Any) -> None:
+        import representations   # the registry imports this module
+
+        if cfg.loss_scales["curl"] != 0:
+            raise ValueError("objective=taco on a world model: CURL needs two augmented views "
+                             "of a frame and world models train on unaugmented frames; set "
+                             "agent.objective.loss_scales.curl=0")
+        base_cfg = cfg.base if cfg.base is not None else representations.ReconstructionConfig()
+        if base_cfg.name == "taco":
+            raise ValueError("TacoConfig.base must be another objective (e.g. reconstruction)")
+        self.cfg, self.wm = cfg, world_model
+        self.base = representations.get(base_cfg.name)(base_cfg, world_model)
+        self.loss_keys = tuple(self.base.loss_keys) + ("taco", "taco_reward")
+        self.loss_scales = {**base_cfg.loss_scales, "taco": cfg.loss_scales["taco"],
+                            "taco_reward": cfg.loss_scales["reward"]}
+        action_dim = world_model.action_dim
+        self.latent_dim = cfg.latent_action_dim or latent_action_dim(action_dim)
+        self.phi = ActionEncoder(self.latent_dim, cfg.action_hidden_dim)
+        self.heads = TacoHeads(cfg.feature_dim, cfg.hidden_dim)
+
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
+        k_base, k_phi, k_heads = jax.random.split(key, 3)
+        base_params, base_state = self.base.init(k_base)
+        feats = jnp.zeros((1, self.wm.feat_size), jnp.float32)
+        actions = jnp.zeros((1, self.cfg.horizon, self.wm.action_dim), jnp.float32)
+        phi = self.phi.init(k_phi, actions)
+        latent = self.phi.apply(phi, actions)
+        heads = self.heads.init(k_heads, feats, feats, feats, latent, jnp.zeros((1,)))
+        return {"base": base_params, "phi": phi, "heads": heads}, {"base": base_state}
+
+    def loss(self, params: dict, state: dict, batch: Any, wm_outputs: Any,
+             key: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        losses, metrics = self.base.loss(params["base"], state["base"], batch, wm_outputs, key)
+        feats = wm_outputs.feats
+        b, t = feats.shape[:2]
+        k = self.cfg.horizon
+        if t <= k:
+            raise ValueError(f"objective=taco needs sequences longer than horizon={k}, got {t}")
+        n = t - k
+        actions = self.wm.action_vector(batch.action)   # one-hot for discrete actions
+        # batch.action[:, s] led to obs s, so the actions taken at t .. t+K-1 sit at t+1 .. t+K
+        window = jnp.stack([actions[:, 1 + j:1 + j + n] for j in range(k)], axis=2)   # [B,n,K,A]
+        rewards = jnp.stack([batch.reward[:, 1 + j:1 + j + n] for j in range(k)], axis=2)
+        reward_sum = jnp.sum(rewards.astype(jnp.float32)
+                             * self.cfg.reward_gamma ** jnp.arange(k), axis=-1)        # [B,n]
+        starts = batch.is_first.astype(bool)
+        crossed = jnp.stack([starts[:, 1 + j:1 + j + n] for j in range(k)], axis=2).any(-1)
+        valid = ~crossed                                                                # [B,n]
+        latent = self.phi.apply(params["phi"], window.reshape(b * n, k, -1))
+        anchor = feats[:, :n].reshape(b * n, -1)
+        future = feats[:, k:].reshape(b * n, -1)
+        taco, taco_metrics = self.heads.apply(params["heads"], anchor, future, anchor, latent,
+                                              reward_sum.reshape(b * n))
+        weight = valid.astype(jnp.float32) * (b * t) / jnp.maximum(valid.sum(), 1)
+        pad = ((0, 0), (0, k))
+        losses["taco"] = jnp.pad(taco["taco"].reshape(b, n) * weight, pad)
+        losses["taco_reward"] = jnp.pad(taco["reward"].reshape(b, n) * weight, pad)
+        metrics["taco_accuracy"] = taco_metrics["taco_accuracy"]
+        return losses, metrics
+
+    def update_state(self, state: dict, metrics: dict) -> dict:
+        return {"base": self.base.update_state(state["base"], metrics)}

@@ -106,5 +106,9 @@ def test_taco_presets_and_objective_on_drqv2():
     on_drqv2 = config_lib.agent_config(_compose("agent=drqv2", "objective=taco",
                                                 "agent.objective.horizon=5"))
     assert on_drqv2.objective.horizon == 5
+    on_wm = config_lib.agent_config(_compose("agent=imagination", "objective=taco",
+                                             "agent.objective.loss_scales.curl=0",
+                                             "+agent.objective.base={name: repo}"))
+    assert on_wm.objective.base.name == "repo" and on_wm.objective.base.target_kl == 3.0
     with pytest.raises(Exception, match="horizonn"):
         _compose("agent=drqv2", "objective=taco", "agent.objective.horizonn=5")

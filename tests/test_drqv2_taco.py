@@ -112,6 +112,3 @@ def test_objective_config_errors():
     with pytest.raises(ValueError, match="objective 'reconstruction' is not available for "
                                          r"agent=drqv2; valid: \['taco'\]"):
         DrQV2Agent(DrQV2Config.tiny(objective=Other()), SPEC)
-    import representations
-    with pytest.raises(ValueError, match="objective=taco works with agent=drqv2 so far"):
-        representations.get("taco")(TACO, None)

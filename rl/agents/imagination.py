@@ -75,6 +75,8 @@ class ImaginationAgent:
         self.replayed_steps_per_update = cfg.batch_size * cfg.length  # for loop.train_ratio
         self.wm = WorldModel(cfg.world_model, spec)
         self.objective = representations.get(cfg.objective.name)(cfg.objective, self.wm)
+        # A composite objective (TACO on top of a base) states its own scales for all its keys.
+        self.loss_scales = getattr(self.objective, "loss_scales", cfg.objective.loss_scales)
         self.actor = ac.Actor(cfg.actor_critic, self.wm.action_dim, self.wm.discrete)
         self.critic = ac.Critic(cfg.actor_critic)
         self.actor_grad = cfg.actor_critic.actor_grad_for(self.wm.discrete)
@@ -165,7 +167,7 @@ class ImaginationAgent:
                               self.cfg.observe_unroll)
         losses, metrics = self.objective.loss(obj_params, objective_state, batch, out,
                                               objective_key)
-        total, loss_metrics = representations.weigh(losses, self.cfg.objective.loss_scales)
+        total, loss_metrics = representations.weigh(losses, self.loss_scales)
         return total, (out.posts, {**metrics, **loss_metrics})
 
     def _model_step(self, state: ImaginationState, batch: Any, key: jax.Array):
