@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Next GPU lease (one H200): TACO vs its DrQ-v2 control (issue 5) and RePo vs RePo's Dreamer
-# baseline on plain DMC (issue 4, before the distracted envs), one process per run.
+# baseline on plain (repo, dreamer) and distracted DMC (repo_d, dreamer_d; issue 4), one process
+# per run.
 #   FRAMES=250000 bash results/scripts/gpu_session11.sh launch taco:reacher_hard:1 drqv2:reacher_hard:1
 #   bash results/scripts/gpu_session11.sh status   # progress, and packs what exists into $OUT
 set -u
@@ -19,7 +20,10 @@ case "${1:-}" in
         repo) run repo_${task}_s$seed experiment=repo_dmc $common ;;
         dreamer) run dreamer_${task}_s$seed experiment=repo_dmc objective=reconstruction \
                    agent.objective.free_nats_mode=step $common ;;
-        *) echo "unknown method '$method' in '$item'; valid: taco, drqv2, repo, dreamer"; exit 2 ;;
+        repo_d) run repo_distracted_${task}_s$seed experiment=repo_distracted_dmc $common ;;
+        dreamer_d) run dreamer_distracted_${task}_s$seed experiment=repo_distracted_dmc_dreamer $common ;;
+        *) echo "unknown method '$method' in '$item'; valid: taco, drqv2, repo, dreamer, repo_d," \
+                "dreamer_d"; exit 2 ;;
       esac
     done
     sleep 60; tail -n 3 $RES/*.log ;;
