@@ -103,6 +103,25 @@ def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
     return rows
 
 
+def bench_taco(batches: list[int], repeats: int) -> list[dict]:
+    """DrQ-v2 + TACO (``objective=taco``, K = 3): sample windows + the whole update."""
+    from representations.taco import TacoConfig
+    from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
+    from rl.envs.types import ActionSpec, EnvSpec
+
+    spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
+    key = jax.random.PRNGKey(0)
+    replay = jax.jit(_filled_replay, static_argnums=(0, 1))(spec, 20_000, key)
+    rows = []
+    for batch in batches:
+        agent = DrQV2Agent(DrQV2Config(batch_size=batch, objective=TacoConfig()), spec)
+        t_compile, per = _time_updates(agent, replay, key, 1, repeats, 20)
+        rows.append({"what": "DrQ-v2 + TACO update (windows K=3, sample+update, 1/call)",
+                     "batch": batch, "ms": 1e3 * per, "per_s": 1 / per,
+                     "note": f"compile {t_compile:.1f}s"})
+    return rows
+
+
 def bench_imagination(fused: int, repeats: int) -> list[dict]:
     """Dreamer-v1 world model + imagination actor-critic update at the paper's batch 50 x 50."""
     from rl.agents.imagination import ImaginationAgent
@@ -156,11 +175,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
     parser.add_argument("--agents", nargs="+", default=["drqv2", "imagination"],
-                        choices=["drqv2", "imagination"])
+                        choices=["drqv2", "taco", "imagination"])
     args = parser.parse_args()
     rows = []
     if "drqv2" in args.agents:
         rows += bench_drqv2(args.batches, args.fused, args.repeats)
+    if "taco" in args.agents:
+        rows += bench_taco(args.batches, args.repeats)
     if "imagination" in args.agents:
         rows += bench_imagination(args.fused, args.repeats)
     for suite in args.suites:
