@@ -120,6 +120,12 @@ class TacoConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"TacoConfig.horizon must be an int >= 1, got {self.horizon!r}")
+        for name in ("action_hidden_dim", "feature_dim", "hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TacoConfig.{name} must be an int >= 1, got {value!r}")
+        if not 0.0 <= self.reward_gamma <= 1.0:
+            raise ValueError(f"TacoConfig.reward_gamma must be in [0, 1], got {self.reward_gamma!r}")
         if self.latent_action_dim is not None and self.latent_action_dim < 1:
             raise ValueError(f"TacoConfig.latent_action_dim must be >= 1 or None, "
                              f"got {self.latent_action_dim!r}")

@@ -104,6 +104,10 @@ def test_sample_draws_whole_windows():
 def test_objective_config_errors():
     with pytest.raises(ValueError, match="TacoConfig.horizon must be an int >= 1, got 0"):
         TacoConfig(horizon=0)
+    with pytest.raises(ValueError, match="TacoConfig.reward_gamma must be in \\[0, 1\\], got 1.5"):
+        TacoConfig(reward_gamma=1.5)
+    with pytest.raises(ValueError, match="TacoConfig.hidden_dim must be an int >= 1, got 0"):
+        TacoConfig(hidden_dim=0)
     with pytest.raises(ValueError, match=r"missing \['reward'\]"):
         TacoConfig(loss_scales={"taco": 1.0, "curl": 1.0})
 
