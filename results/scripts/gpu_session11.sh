@@ -5,7 +5,7 @@
 #   FRAMES=250000 bash results/scripts/gpu_session11.sh launch taco:reacher_hard:1 drqv2:reacher_hard:1
 #   bash results/scripts/gpu_session11.sh status   # progress, and packs what exists into $OUT
 set -u
-COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true"
+COMMON="agent.batch_size=256 logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true"
 FRAMES=${FRAMES:-250000}
 source results/scripts/gpu_common.sh
 
