@@ -22,6 +22,7 @@ from rl.loop import LoopConfig
 AGENTS: dict[str, tuple[str, str, str]] = {
     "drqv2": ("rl.agents.drqv2", "DrQV2Config", "DrQV2Agent"),
     "imagination": ("rl.agents.imagination", "ImaginationConfig", "ImaginationAgent"),
+    "rainbow": ("rl.agents.rainbow", "RainbowConfig", "RainbowAgent"),
 }
 
 

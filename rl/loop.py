@@ -86,6 +86,9 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
     dispatched K times (asynchronously; XLA:GPU runs some updates, e.g. Dreamer's, ~2x slower
     inside a loop body). Metrics are averaged over the K updates.
     """
+    learn = getattr(agent, "learn", None)   # agents that write into the replay (PER priorities)
+    if learn is not None and fused_sampling:
+        return _make_learn_fn(learn, updates_per_call, fuse)
     if not fuse and updates_per_call > 1 and fused_sampling:  # (host replay: always a scan)
         @functools.partial(jax.jit, donate_argnums=0)
         def one(state, replay, key, step):  # the scan body below, with the same keys
@@ -135,6 +138,36 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
         return update(state, batches, key_update, step)
 
     return host_sampled
+
+
+def _make_learn_fn(learn: Callable, updates_per_call: int, fuse: bool) -> Callable:
+    """``make_update_fn`` for ``agent.learn(state, replay, key, step) -> (state, replay,
+    metrics)``: state and replay donated, K calls scanned (or dispatched), same keys."""
+    one = jax.jit(learn, donate_argnums=(0, 1))
+
+    def scanned(state, replay, key, step):
+        def body(carry, key):
+            state, replay, metrics = learn(*carry, key, step)
+            return (state, replay), metrics
+
+        (state, replay), metrics = jax.lax.scan(body, (state, replay),
+                                                jax.random.split(key, updates_per_call))
+        return state, replay, _mean_over_updates(metrics)
+
+    if fuse and updates_per_call > 1:
+        return jax.jit(scanned, donate_argnums=(0, 1))
+
+    def dispatched(state, replay, key, step):
+        keys = jax.random.split(key, updates_per_call)
+        if updates_per_call == 1:
+            return one(state, replay, keys[0], step)
+        rows = []
+        for k in keys:
+            state, replay, metrics = one(state, replay, k, step)
+            rows.append(metrics)
+        return state, replay, _mean_of_rows(rows)
+
+    return dispatched
 
 
 @dataclasses.dataclass
@@ -190,6 +223,7 @@ class Trainer:
         self.act = jax.jit(self.agent.act, static_argnames=("explore",))
         self.update = make_update_fn(self.agent, cfg.updates_per_call, self.fused,
                                      cfg.fuse_updates)
+        self.writes_replay = self.fused and hasattr(self.agent, "learn")
         self.random_actions = jax.jit(random_actions, static_argnums=(1, 2))
         self._split4 = jax.jit(lambda key: tuple(jax.random.split(key, 4)))
 
@@ -289,8 +323,12 @@ class Trainer:
             if loop.step >= learning_starts and calls > 0:
                 for key in jax.random.split(key_update, calls):
                     perf.start_update()
-                    self.state["agent"], metrics = self.update(
-                        self.state["agent"], self.state["replay"], key, step)
+                    if self.writes_replay:
+                        self.state["agent"], self.state["replay"], metrics = self.update(
+                            self.state["agent"], self.state["replay"], key, step)
+                    else:
+                        self.state["agent"], metrics = self.update(
+                            self.state["agent"], self.state["replay"], key, step)
                     perf.end_update(cfg.updates_per_call, metrics)
                     loop.updates += cfg.updates_per_call
             action = np.asarray(action)        # waits for act only; the update keeps running

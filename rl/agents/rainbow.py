@@ -1,0 +1,252 @@
+"""Data-efficient Rainbow as in SPR (Schwarzer et al. 2021): the base agent of SPR on Atari-100k.
+
+C51 (51 atoms on [-10, 10]) + dueling + factorised noisy nets (sigma0 0.5) in the head + Double
+DQN + prioritised replay (alpha 0.5, beta 0.4 -> 1, priorities = KL(target || online)) +
+10-step returns (gamma 0.99, per-step rewards clipped to [-1, 1]) on a Nature-CNN encoder, with
+SPR's augmentation (shift 4 + intensity 0.05) of every encoded stack in the update; Adam (lr
+1e-4, eps 1.5e-4) with the gradient norm clipped to 10; the target network a copy of the online
+one after every update; eps-greedy 1 -> 0 over 2001 agent steps on top of the noise when
+exploring, eps 0.001 and no noise in evaluation. The loop gives 2 updates per env step
+(``loop.updates_per_call=2``, fused with ``lax.scan``) after 1600 warm-up steps.
+
+One ``update`` (mila-iqia/spr ``SPRCategoricalDQN.loss`` + rlpyt ``optimize_agent``):
+  1. augment ``obs`` and ``next_obs`` (independent draws); one noise draw for the online
+     network (current and next state, as SPR resets the noise once per loss), one for the target;
+  2. target: next action = argmax of the online Q on ``next_obs`` (Double DQN), its target-net
+     distribution projected onto the support at ``r + gamma^m z`` (0 after a terminal);
+  3. per-sample C51 cross-entropy + [hook] aux losses, times the PER importance weights
+     ``(1/prob)^beta / max``, averaged; one clipped Adam step (aux params: their own);
+  4. target <- tau * online + (1 - tau) * target every ``target_update_period`` updates;
+  5. new priorities = the per-sample KL (returned by ``learn``, written into the replay).
+
+Prioritised replay needs the priorities written back into the replay: ``learn(state, replay,
+key, step) -> (state, replay, metrics)`` does sample + update + ``replay.update_priorities`` as
+one pure function (jit it with state and replay donated); a loop must call it for PER to take
+effect. Through ``update`` alone (the ``Agent`` protocol, which cannot return the replay) the
+priorities stay at the buffer's max priority, so sampling is uniform and the importance
+weights are all 1.
+
+Extension point (``rl.agents.rainbow_hooks``; SPR): ``RainbowHooks(aux_losses, window_horizon)``
+passed to the constructor or built from ``cfg.objective`` (``rl.agents.rainbow_objectives``).
+``nets`` exposes the encoder output, the noise-free projection (the head's first layers) and
+the augmentation that an auxiliary loss needs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from rl import replay as replay_lib
+from rl.agents.drqv2_schedule import parse_schedule
+from rl.agents.rainbow_config import RainbowConfig
+from rl.agents.rainbow_hooks import AuxInputs, AuxLoss, RainbowHooks, combine
+from rl.agents.rainbow_losses import (c51_loss, c51_target, clip_n_step_rewards,
+                                      importance_weights, select_distribution)
+from rl.agents.rainbow_networks import RainbowNetworks, conv_output_size
+from rl.agents.rainbow_objectives import objective_hooks
+from rl.envs import frame_stack
+from rl.envs.types import EnvSpec
+
+__all__ = ["AuxInputs", "AuxLoss", "RainbowAgent", "RainbowConfig", "RainbowHooks",
+           "RainbowState"]
+
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class RainbowState:
+    params: Any                 # online Q network variables {"params": {"encoder", "head"}}
+    target_params: Any          # target network (a copy after every update with the defaults)
+    opt_state: Any              # clip + Adam over params
+    aux_params: dict[str, Any]  # one entry per aux loss (SPR: transition model, predictor)
+    aux_opt_states: dict[str, Any]
+    update_count: jax.Array     # int32, updates done
+
+
+class RainbowAgent:
+    """Rainbow behind the ``rl.agents.base.Agent`` protocol (discrete actions)."""
+
+    def __init__(self, cfg: RainbowConfig, spec: EnvSpec, hooks: RainbowHooks | None = None):
+        if not spec.action.discrete:
+            raise ValueError(f"Rainbow needs discrete actions, got {spec.action}")
+        self.cfg, self.spec = cfg, spec
+        self.num_actions = int(spec.action.num_actions)
+        height, width, channels = spec.obs_shape
+        self.stacked_obs_shape = (height, width, channels * cfg.frame_stack)
+        self.nets = RainbowNetworks(cfg, self.num_actions)
+        self.hooks = combine(hooks or RainbowHooks(), objective_hooks(cfg.objective, self.nets))
+        # per env, before the loop may sample (windows look max(n, K) steps ahead)
+        self.min_replay_steps = max(cfg.n_step, self.hooks.window_horizon) + 1
+        self.sampler = (replay_lib.prioritized(cfg.per_alpha) if cfg.prioritized
+                        else replay_lib.uniform)
+        self.epsilon_schedule = parse_schedule(cfg.epsilon_schedule)
+        self.beta_schedule = parse_schedule(cfg.per_beta_schedule)
+        self.opt = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                               optax.adam(cfg.lr, eps=cfg.adam_eps))
+        sides = [conv_output_size(side, cfg.encoder_kernels, cfg.encoder_strides,
+                                  cfg.encoder_padding) for side in (height, width)]
+        if min(sides) < 1:
+            raise ValueError(f"images of {height}x{width} are too small for the encoder "
+                             f"(kernels {cfg.encoder_kernels}, strides {cfg.encoder_strides}, "
+                             f"{cfg.encoder_padding} padding)")
+        self.latent_shape = (*sides, cfg.encoder_channels[-1])
+
+    # ------------------------------------------------------------------ state
+    def init_params(self, key: jax.Array) -> Any:
+        return self.nets.init(key, self.stacked_obs_shape)
+
+    def init(self, key: jax.Array) -> RainbowState:
+        key, k_params = jax.random.split(key)
+        params = jax.jit(self.init_params)(k_params)
+        latent = jnp.zeros((1, *self.latent_shape), jnp.float32)
+        keys = jax.random.split(key, max(len(self.hooks.aux_losses), 1))
+        aux_params = {a.name: a.init(k, latent) for a, k in zip(self.hooks.aux_losses, keys)}
+        return RainbowState(
+            params=params,
+            target_params=jax.tree.map(jnp.copy, params),   # no shared buffers: state is donated
+            opt_state=self.opt.init(params), aux_params=aux_params,
+            aux_opt_states={name: self.opt.init(p) for name, p in aux_params.items()},
+            update_count=jnp.zeros((), jnp.int32))
+
+    def initial_carry(self, num_envs: int) -> Any:
+        return frame_stack.init(num_envs, self.spec.obs_shape, self.cfg.frame_stack)
+
+    # ------------------------------------------------------------------ acting
+    def q_values(self, params: Any, obs: jax.Array,
+                 noise_key: jax.Array | None = None) -> jax.Array:
+        """``[B, A]`` expected returns of uint8 frame stacks ``[B, H, W, C*S]`` (no augmentation;
+        ``noise_key`` None: no noise)."""
+        latent = self.nets.encode(params, self.nets.prepare(obs))
+        return self.nets.q_values(self.nets.logits(params, latent, noise_key))
+
+    def act(self, state: RainbowState, carry: Any, obs: jax.Array, is_first: jax.Array,
+            key: jax.Array, step: jax.Array, explore: bool) -> tuple[jax.Array, Any]:
+        carry = frame_stack.push(carry, obs, is_first)
+        k_noise, k_coin, k_random = jax.random.split(key, 3)
+        q = self.q_values(state.params, frame_stack.stacked(carry), k_noise if explore else None)
+        greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
+        epsilon = self.epsilon_schedule(step) if explore else self.cfg.eval_epsilon
+        num_envs = greedy.shape[0]
+        random = jax.random.randint(k_random, (num_envs,), 0, self.num_actions, jnp.int32)
+        explore_now = jax.random.uniform(k_coin, (num_envs,)) < epsilon
+        return jnp.where(explore_now, random, greedy), carry
+
+    # ------------------------------------------------------------------ learning
+    def sample(self, replay: Any, key: jax.Array) -> Any:
+        """``Transitions`` (prioritised), or ``TransitionWindows`` when ``hooks.window_horizon``;
+        n-step returns from per-step rewards clipped to ``cfg.reward_clip``."""
+        cfg, horizon = self.cfg, self.hooks.window_horizon
+        if horizon:
+            batch = replay_lib.sample_transition_windows(
+                replay, key, cfg.batch_size, cfg.n_step, cfg.gamma, cfg.frame_stack, horizon,
+                full_window=False, sampler=self.sampler)
+            tr = batch.transition
+        else:
+            batch = tr = replay_lib.sample_transitions(replay, key, cfg.batch_size, cfg.n_step,
+                                                       cfg.gamma, cfg.frame_stack, self.sampler)
+        if cfg.reward_clip:
+            tr = clip_n_step_rewards(replay, tr, cfg.n_step, cfg.gamma, cfg.reward_clip)
+        return batch.replace(transition=tr) if horizon else tr
+
+    def update(self, state: RainbowState, batch: Any, key: jax.Array,
+               step: jax.Array) -> tuple[RainbowState, Metrics]:
+        state, metrics, _ = self.update_with_priorities(state, batch, key, step)
+        return state, metrics
+
+    def learn(self, state: RainbowState, replay: Any, key: jax.Array,
+              step: jax.Array) -> tuple[RainbowState, Any, Metrics]:
+        """Sample, update and write the new priorities back (pure; jit with state and replay
+        donated). The same keys as the loop's ``update(state, sample(replay, k1), k2, step)``."""
+        key_sample, key_update = jax.random.split(key)
+        batch = self.sample(replay, key_sample)
+        state, metrics, priorities = self.update_with_priorities(state, batch, key_update, step)
+        if self.cfg.prioritized:
+            tr = _transition(batch)
+            replay = replay_lib.update_priorities(replay, tr.env_index, tr.slot, priorities)
+        return state, replay, metrics
+
+    def target_distribution(self, state: RainbowState, tr: Any, next_images: jax.Array,
+                            online_key: jax.Array | None,
+                            target_key: jax.Array | None) -> jax.Array:
+        """The projected C51 target ``[B, N]`` (no gradient) for prepared ``next_images``."""
+        nets = self.nets
+        target_logits = nets.logits(state.target_params,
+                                    nets.encode(state.target_params, next_images), target_key)
+        target_probs = jax.nn.softmax(target_logits, axis=-1)
+        if self.cfg.double_q:
+            online_logits = nets.logits(state.params, nets.encode(state.params, next_images),
+                                        online_key)
+            next_action = jnp.argmax(nets.q_values(online_logits), axis=-1)
+        else:
+            next_action = jnp.argmax(jnp.sum(target_probs * nets.support, axis=-1), axis=-1)
+        return c51_target(tr.reward.astype(jnp.float32), tr.discount.astype(jnp.float32),
+                          select_distribution(target_probs, next_action), nets.support)
+
+    def update_with_priorities(self, state: RainbowState, batch: Any, key: jax.Array,
+                               step: jax.Array) -> tuple[RainbowState, Metrics, jax.Array]:
+        """One update; also returns the new priorities ``[B]`` of ``batch``'s transitions."""
+        cfg, nets, hooks = self.cfg, self.nets, self.hooks
+        step = jnp.asarray(step)
+        tr = _transition(batch)
+        k_obs, k_next, k_online, k_target, k_aux = jax.random.split(key, 5)
+        images = nets.prepare(tr.obs, k_obs)
+        next_images = nets.prepare(tr.next_obs, k_next)
+        action = tr.action.astype(jnp.int32).reshape(-1)
+        target = self.target_distribution(state, tr, next_images, k_online, k_target)
+        beta = self.beta_schedule(step)
+        weights = (importance_weights(tr.prob, beta) if cfg.prioritized
+                   else jnp.ones_like(tr.prob, jnp.float32))
+        aux_keys = jax.random.split(k_aux, max(len(hooks.aux_losses), 1))
+
+        def loss_fn(params, aux_params):
+            latent = nets.encode(params, images)
+            logits = nets.logits(params, latent, k_online)
+            cross_entropy, kl = c51_loss(logits, action, target)
+            per_sample, metrics = cross_entropy, {}
+            inputs = AuxInputs(batch=batch, latent=latent, target_params=state.target_params,
+                               step=step)
+            for aux, k in zip(hooks.aux_losses, aux_keys):
+                aux_loss, aux_metrics = aux.loss(params, aux_params[aux.name], inputs, k)
+                per_sample = per_sample + aux.weight * aux_loss
+                metrics |= {f"{aux.name}/{n}": v for n, v in aux_metrics.items()}
+                metrics[f"{aux.name}/loss"] = jnp.mean(aux_loss)
+            q = jnp.take_along_axis(nets.q_values(jax.lax.stop_gradient(logits)),
+                                    action[:, None], axis=1)
+            metrics |= {"cross_entropy": jnp.mean(cross_entropy), "kl": jnp.mean(kl),
+                        "q_mean": jnp.mean(q)}
+            return jnp.mean(weights * per_sample), (kl, metrics)
+
+        (loss, (priorities, metrics)), (grads, aux_grads) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True)(state.params, state.aux_params)
+        updates, opt_state = self.opt.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        aux_params, aux_opt_states = {}, {}
+        for name, g in aux_grads.items():
+            updates, aux_opt_states[name] = self.opt.update(g, state.aux_opt_states[name],
+                                                            state.aux_params[name])
+            aux_params[name] = optax.apply_updates(state.aux_params[name], updates)
+            metrics[f"{name}/grad_norm"] = optax.global_norm(g)
+
+        count = state.update_count + 1
+        due = count % cfg.target_update_period == 0
+        blended = optax.incremental_update(params, state.target_params, cfg.target_tau)
+        target_params = jax.tree.map(lambda new, old: jnp.where(due, new, old), blended,
+                                     state.target_params)
+        metrics |= {"loss": loss, "grad_norm": optax.global_norm(grads),
+                    "target_q_mean": jnp.mean(jnp.sum(target * nets.support, axis=-1)),
+                    "batch_reward": jnp.mean(tr.reward.astype(jnp.float32)),
+                    "per_beta": jnp.asarray(beta, jnp.float32),
+                    "is_weight_mean": jnp.mean(weights),
+                    "epsilon": jnp.asarray(self.epsilon_schedule(step), jnp.float32)}
+        state = RainbowState(params=params, target_params=target_params, opt_state=opt_state,
+                             aux_params=aux_params, aux_opt_states=aux_opt_states,
+                             update_count=count)
+        return state, metrics, jax.lax.stop_gradient(priorities)
+
+
+def _transition(batch: Any) -> replay_lib.Transitions:
+    return batch.transition if isinstance(batch, replay_lib.TransitionWindows) else batch
