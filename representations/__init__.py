@@ -10,6 +10,7 @@ from typing import Any
 from representations.base import (Objective, ObjectiveBase, check_loss_scales, weigh)
 from representations.reconstruction import ReconstructionConfig, ReconstructionObjective
 from representations.repo import RePoConfig, RePoObjective
+from representations.spr import SPRConfig, SPRObjective
 from representations.taco import TacoConfig, TacoObjective
 
 _REGISTRY: dict[str, Any] = {}
@@ -35,8 +36,9 @@ def names() -> list[str]:
 
 register("reconstruction", ReconstructionObjective)
 register("repo", RePoObjective)
+register("spr", SPRObjective)
 register("taco", TacoObjective)
 
 __all__ = ["Objective", "ObjectiveBase", "check_loss_scales", "weigh", "register", "get",
            "names", "ReconstructionConfig", "ReconstructionObjective", "TacoConfig", "TacoObjective",
-           "RePoConfig", "RePoObjective"]
+           "RePoConfig", "RePoObjective", "SPRConfig", "SPRObjective"]

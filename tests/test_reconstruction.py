@@ -33,7 +33,7 @@ def test_weigh_checks_keys_and_sums():
 def test_registry():
     assert representations.get("reconstruction") is representations.ReconstructionObjective
     with pytest.raises(ValueError, match=r"unknown objective 'repoo'; valid: \['reconstruction', "
-                                         r"'repo', 'taco'\]"):
+                                         r"'repo', 'spr', 'taco'\]"):
         representations.get("repoo")
 
 
