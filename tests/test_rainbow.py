@@ -415,6 +415,19 @@ TOY = ["agent=rainbow", "env=toy/reach_discrete",
 RANDOM_RETURN = 15.0   # this task (6 px agent, 8 px goal fixed at the centre); walking to it ~42
 
 
+def _train_toy(tmp_path, *extra) -> tuple[dict, dict]:
+    """The real command line on the TOY task (+ ``extra``): eval returns by step, final.json."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-m", "experiments.train", *TOY, *extra,
+                           f"hydra.run.dir={tmp_path}"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = json.loads((tmp_path / "final.json").read_text())
+    evals = {row["step"]: row["eval/return"] for row in read_metrics(tmp_path)
+             if "eval/return" in row}
+    return evals, final
+
+
 @pytest.mark.slow
 def test_rainbow_learns_toy_reach_discrete(tmp_path):
     """The real command line on toy/reach_discrete with a fixed goal, 2 updates per step
@@ -422,14 +435,7 @@ def test_rainbow_learns_toy_reach_discrete(tmp_path):
     The loop evaluates the untrained (frozen) agent at frame 0; the trained one must beat it
     and a random policy by a wide margin (measured: 8-14 -> 39-42 over seeds 0-3; a frozen
     agent, lr 1e-12, stays at 7.7)."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    done = subprocess.run([sys.executable, "-m", "experiments.train", *TOY,
-                           f"hydra.run.dir={tmp_path}"], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    final = json.loads((tmp_path / "final.json").read_text())
-    evals = {row["step"]: row["eval/return"] for row in read_metrics(tmp_path)
-             if "eval/return" in row}
+    evals, final = _train_toy(tmp_path)
     frozen = evals[0]
     assert final["return"] > max(frozen, RANDOM_RETURN) + 12, (frozen, final)
 
@@ -439,13 +445,6 @@ def test_spr_learns_toy_reach_discrete(tmp_path):
     """The same run with ``objective=spr`` (K=3 and a 16-channel transition model to fit the CPU
     budget: ~2 min on 2 cores): SPR's loss must not break learning, and the run must beat the
     frozen agent and random by the same margin (seed 0: 7.7 -> 40.1)."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    done = subprocess.run([sys.executable, "-m", "experiments.train", *TOY, "objective=spr",
-                           "agent.objective.horizon=3", "agent.objective.transition_channels=16",
-                           f"hydra.run.dir={tmp_path}"], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    final = json.loads((tmp_path / "final.json").read_text())
-    evals = {row["step"]: row["eval/return"] for row in read_metrics(tmp_path)
-             if "eval/return" in row}
+    evals, final = _train_toy(tmp_path, "objective=spr", "agent.objective.horizon=3",
+                              "agent.objective.transition_channels=16")
     assert final["return"] > max(evals[0], RANDOM_RETURN) + 12, (evals, final)
