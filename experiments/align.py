@@ -238,7 +238,8 @@ def load_run(run: str | pathlib.Path, step: int | None = None, seed_index: int =
         block = slice(seed_index * n, (seed_index + 1) * n)
         replay = replay.replace(**{f.name: getattr(replay, f.name)[block]
                                    for f in dataclasses.fields(replay)
-                                   if f.name not in ("max_priority", "ptr", "size")})
+                                   if f.name not in ("max_priority", "ptr", "size")},
+                                max_priority=replay.max_priority[seed_index:seed_index + 1])
     print_fn(f"loaded {run_dir} at step {step} ({step * spec.action_repeat} frames; "
              f"objective {cfg.agent.objective.name}); source replay {int(replay.size)} steps "
              f"x {replay.num_envs} envs")

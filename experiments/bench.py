@@ -44,32 +44,40 @@ def median_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
     return time_call(fn, repeats, inner)[1]
 
 
-def _filled_replay(spec, capacity: int, key: jax.Array):
+def _filled_replay(spec, capacity: int, key: jax.Array, num_envs: int = 1):
+    """A full buffer of ``capacity`` steps per env (random frames, 500-step episodes), one
+    priority group per env (as ``num_envs`` seeds of one env each)."""
     from rl import replay as replay_lib
 
-    replay = replay_lib.init(spec, capacity, 1)
+    replay = replay_lib.init(spec, capacity * num_envs, num_envs, priority_groups=num_envs)
     h, w, c = spec.obs_shape
-    obs = jax.random.randint(key, (capacity, 1, h, w, c), 0, 255).astype(jnp.uint8)
     def add(replay, i):
-        a = jnp.zeros((1, *spec.action.shape), spec.action.dtype)
-        first = (i % 500) == 0
-        return replay_lib.add(replay, obs[i], a, jnp.ones(1), jnp.ones(1), first[None],
-                              ((i % 500) == 499)[None], jnp.zeros(1, bool)), None
+        obs = jax.random.randint(jax.random.fold_in(key, i), (num_envs, h, w, c), 0, 255)
+        a = jnp.zeros((num_envs, *spec.action.shape), spec.action.dtype)
+        first = jnp.full(num_envs, (i % 500) == 0)
+        last = jnp.full(num_envs, (i % 500) == 499)
+        return replay_lib.add(replay, obs.astype(jnp.uint8), a, jnp.ones(num_envs),
+                              jnp.ones(num_envs), first, last, jnp.zeros(num_envs, bool)), None
     replay, _ = jax.lax.scan(add, replay, jnp.arange(capacity))
     return replay
 
 
 def update_call(agent, replay, key: jax.Array, updates_per_call: int = 1) -> Callable[[], object]:
     """A no-argument call doing the loop's fused sample+update on ``agent``'s own state (kept
-    between calls); returns the metrics."""
+    between calls; a prioritised agent's replay too); returns the metrics."""
+    from rl.agents.base import is_prioritized
     from rl.loop import make_update_fn
 
     update = make_update_fn(agent, updates_per_call, fused_sampling=True)
-    holder = {"state": agent.init(key)}
+    holder = {"state": agent.init(key), "replay": replay}
     step = jnp.asarray(10_000)
 
     def call():
-        holder["state"], metrics = update(holder["state"], replay, key, step)
+        if is_prioritized(agent):
+            holder["state"], holder["replay"], metrics = update(holder["state"],
+                                                                holder["replay"], key, step)
+        else:
+            holder["state"], metrics = update(holder["state"], replay, key, step)
         return metrics
     return call
 
@@ -119,6 +127,34 @@ def bench_taco(batches: list[int], repeats: int) -> list[dict]:
         rows.append({"what": "DrQ-v2 + TACO update (windows K=3, sample+update, 1/call)",
                      "batch": batch, "ms": 1e3 * per, "per_s": 1 / per,
                      "note": f"compile {t_compile:.1f}s"})
+    return rows
+
+
+def bench_rainbow(seeds: list[int], repeats: int, capacity: int = 50_000) -> list[dict]:
+    """Data-efficient Rainbow with and without SPR at the paper's settings (84x84 grey, 4 stacked,
+    batch 32, PER, 2 updates fused per call as the loop does), alone and with S seeds in one
+    process (``SeedStack``: copies updated in turn, ``map``, or vmapped)."""
+    from rl.agents.rainbow import RainbowAgent, RainbowConfig
+    from rl.agents.seed_stack import SeedStack
+    from representations.spr import SPRConfig
+    from rl.envs.types import ActionSpec, EnvSpec
+
+    spec = EnvSpec("bench", (84, 84, 1), ActionSpec.categorical(6), action_repeat=4)
+    key = jax.random.PRNGKey(0)
+    rows = []
+    for num in sorted(set(seeds)):
+        replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, capacity, key, num)
+        for name, objective in (("Rainbow", None), ("Rainbow + SPR (K=5)", SPRConfig())):
+            agent = RainbowAgent(RainbowConfig(objective=objective), spec)
+            for mode in (["-"] if num == 1 else ["map", "vmap"]):
+                stacked = agent if num == 1 else SeedStack(agent, num, update_mode=mode)
+                copy = jax.tree.map(jnp.copy, replay)   # a prioritised update donates it
+                t_compile, per = _time_updates(stacked, copy, key, 2, repeats, 20)
+                rows.append({"what": f"{name} sample+update, 2 fused/call, seeds {num} ({mode})",
+                             "batch": 32, "ms": 1e3 * per, "per_s": 1 / per,
+                             "note": f"{1e3 * per / num:.2f} ms per seed-update; compile "
+                                     f"{t_compile:.1f}s; PER over {capacity} slots/seed"})
+                del copy
     return rows
 
 
@@ -175,7 +211,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
     parser.add_argument("--agents", nargs="+", default=["drqv2", "imagination"],
-                        choices=["drqv2", "taco", "imagination"])
+                        choices=["drqv2", "taco", "imagination", "rainbow"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 8],
+                        help="rainbow: seeds per process (SeedStack) to time")
     args = parser.parse_args()
     rows = []
     if "drqv2" in args.agents:
@@ -184,6 +222,8 @@ def main() -> None:
         rows += bench_taco(args.batches, args.repeats)
     if "imagination" in args.agents:
         rows += bench_imagination(args.fused, args.repeats)
+    if "rainbow" in args.agents:
+        rows += bench_rainbow(args.seeds, args.repeats)
     for suite in args.suites:
         try:
             rows.append(bench_env(suite, args.env_steps))

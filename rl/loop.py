@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rl import replay as replay_lib
-from rl.agents.base import Agent
-from rl.agents.seed_stack import SeedStack
+from rl.agents.base import Agent, Metrics, PrioritizedAgent, is_prioritized
+from rl.agents.seed_stack import UPDATE_MODES, SeedStack
 from rl.checkpoint import Checkpointer
 from rl.envs.types import ActionSpec, TimeStep
 from rl.evaluate import evaluate
@@ -33,6 +33,7 @@ class LoopConfig:
     updates_per_call: int = 1             # updates fused with lax.scan in one call
     train_ratio: Optional[float] = None   # replayed steps per agent step (DreamerV3); overrides
     eval_every_frames: int = 10_000
+    eval_at_start: bool = True            # also evaluate the untrained agent at frame 0
     eval_episodes: int = 10
     eval_envs: int = 1
     log_every_frames: int = 1_000
@@ -43,6 +44,7 @@ class LoopConfig:
     replay_budget_gb: float = 16.0        # larger buffers live in host memory
     video_every_evals: int = 1            # 0 = no eval videos
     fuse_updates: bool = True             # K updates per call in one lax.scan, else K dispatches
+    seed_updates: str = "map"             # num_seeds > 1: copies updated in turn (map) or vmapped
     progress: bool = True
 
     def validate(self) -> None:
@@ -58,6 +60,9 @@ class LoopConfig:
                      "video_every_evals"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 0")
+        if self.seed_updates not in UPDATE_MODES:
+            raise ValueError(f"loop.seed_updates={self.seed_updates!r}; must be one of "
+                             f"{UPDATE_MODES}")
 
 
 def random_actions(key: jax.Array, spec: ActionSpec, num: int) -> jax.Array:
@@ -85,10 +90,14 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
     ``fuse``: the K updates run in one ``lax.scan``; otherwise the single-update jit is
     dispatched K times (asynchronously; XLA:GPU runs some updates, e.g. Dreamer's, ~2x slower
     inside a loop body). Metrics are averaged over the K updates.
+
+    A prioritised agent (``rl.agents.base.PrioritizedAgent``) with the replay on the accelerator
+    gets ``(state, replay, key, step) -> (state, replay, metrics)`` instead: priorities are
+    written back inside the call, replay donated. With the replay in host memory its priorities
+    are never written, so its sampling stays uniform.
     """
-    learn = getattr(agent, "learn", None)   # agents that write into the replay (PER priorities)
-    if learn is not None and fused_sampling:
-        return _make_learn_fn(learn, updates_per_call, fuse)
+    if is_prioritized(agent) and fused_sampling:
+        return _make_prioritized_update_fn(agent, updates_per_call, fuse)
     if not fuse and updates_per_call > 1 and fused_sampling:  # (host replay: always a scan)
         @functools.partial(jax.jit, donate_argnums=0)
         def one(state, replay, key, step):  # the scan body below, with the same keys
@@ -140,14 +149,25 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
     return host_sampled
 
 
-def _make_learn_fn(learn: Callable, updates_per_call: int, fuse: bool) -> Callable:
-    """``make_update_fn`` for ``agent.learn(state, replay, key, step) -> (state, replay,
-    metrics)``: state and replay donated, K calls scanned (or dispatched), same keys."""
-    one = jax.jit(learn, donate_argnums=(0, 1))
+def learn_step(agent: PrioritizedAgent, state: Any, replay: Any, key: jax.Array,
+               step: jax.Array) -> tuple[Any, Any, Metrics]:
+    """Sample, update and write the new priorities back: ``(state, replay, metrics)``. The same
+    keys as ``update(state, sample(replay, k1), k2, step)``."""
+    key_sample, key_update = jax.random.split(key)
+    batch = agent.sample(replay, key_sample)
+    state, metrics, priorities = agent.update_with_priorities(state, batch, key_update, step)
+    return state, agent.write_priorities(replay, batch, priorities), metrics
+
+
+def _make_prioritized_update_fn(agent: PrioritizedAgent, updates_per_call: int,
+                                fuse: bool) -> Callable:
+    """``make_update_fn`` for prioritised agents: ``(state, replay, key, step) -> (state,
+    replay, metrics)`` with state and replay donated; K steps scanned (or dispatched)."""
+    one = jax.jit(functools.partial(learn_step, agent), donate_argnums=(0, 1))
 
     def scanned(state, replay, key, step):
         def body(carry, key):
-            state, replay, metrics = learn(*carry, key, step)
+            state, replay, metrics = learn_step(agent, *carry, key, step)
             return (state, replay), metrics
 
         (state, replay), metrics = jax.lax.scan(body, (state, replay),
@@ -204,7 +224,7 @@ class Trainer:
                 raise ValueError(f"{name} has {e.num_envs} envs; num_seeds={num_seeds} needs a "
                                  f"multiple of it (one equal block per seed)")
         if num_seeds > 1:
-            agent = SeedStack(agent, num_seeds)
+            agent = SeedStack(agent, num_seeds, cfg.seed_updates)
         self.agent, self.env, self.eval_env, self.cfg = agent, env, eval_env, cfg
         self.checkpointer, self.fingerprint = checkpointer, fingerprint
         self.print = print_fn
@@ -223,7 +243,7 @@ class Trainer:
         self.act = jax.jit(self.agent.act, static_argnames=("explore",))
         self.update = make_update_fn(self.agent, cfg.updates_per_call, self.fused,
                                      cfg.fuse_updates)
-        self.writes_replay = self.fused and hasattr(self.agent, "learn")
+        self.writes_replay = self.fused and is_prioritized(self.agent)  # update returns the replay
         self.random_actions = jax.jit(random_actions, static_argnums=(1, 2))
         self._split4 = jax.jit(lambda key: tuple(jax.random.split(key, 4)))
 
@@ -231,7 +251,8 @@ class Trainer:
         key, init_key, self.eval_key = jax.random.split(key, 3)
         self.state = {
             "agent": self.agent.init(init_key),
-            "replay": replay_lib.init(self.spec, capacity, self.total_envs, self.replay_device),
+            "replay": replay_lib.init(self.spec, capacity, self.total_envs, self.replay_device,
+                                      priority_groups=num_seeds),
             "key": key,
             "carry": self.agent.initial_carry(self.total_envs),
         }
@@ -308,7 +329,7 @@ class Trainer:
         next_log = _next_multiple(loop.step, cfg.log_every_frames // self.action_repeat)
         next_eval = _next_multiple(loop.step, max(cfg.eval_every_frames // self.action_repeat, 1))
         next_ckpt = _next_multiple(loop.step, max(cfg.checkpoint_every_frames // self.action_repeat, 1))
-        if loop.step == 0 and cfg.eval_every_frames:
+        if loop.step == 0 and cfg.eval_every_frames and cfg.eval_at_start:
             self._evaluate()
         while loop.step < total_steps:
             ts = self.timestep

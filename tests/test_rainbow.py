@@ -2,6 +2,7 @@
 update with priority write-back, the aux-loss hook (SPR's place), config errors, and a CPU
 learning run."""
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -21,6 +22,7 @@ from rl.agents.rainbow_losses import (KL_EPS, c51_loss, c51_target, categorical_
 from rl.agents.rainbow_networks import NoisyDense, dueling_logits
 from rl.envs.types import ActionSpec, EnvSpec
 from rl.logging import read_metrics
+from rl.loop import learn_step
 from rl.replay.sample import sample_transitions_at
 
 SPEC = EnvSpec("tiny", (16, 16, 1), ActionSpec.categorical(3))
@@ -57,11 +59,11 @@ def finite(tree) -> bool:
 
 @pytest.fixture(scope="module")
 def plain():
-    """PLAIN agent, a replay, and one jitted ``learn`` (state and replay donated)."""
+    """PLAIN agent, a replay, and one jitted ``rl.loop.learn_step`` (state and replay donated)."""
     agent = RainbowAgent(PLAIN, SPEC)
     state0 = agent.init(jax.random.PRNGKey(0))
     replay0 = make_replay()
-    learn = jax.jit(agent.learn, donate_argnums=(0, 1))
+    learn = jax.jit(functools.partial(learn_step, agent), donate_argnums=(0, 1))
     copy = lambda tree: jax.tree.map(jnp.copy, tree)
     key = jax.random.PRNGKey(3)
     state1, replay1, metrics = learn(copy(state0), copy(replay0), key, jnp.asarray(50_000))
@@ -276,7 +278,8 @@ def test_learn_writes_kl_priorities_by_hand(plain):
     untouched = np.ones(replay0.priority.shape, bool)
     untouched[np.asarray(tr.env_index), np.asarray(tr.slot)] = False
     np.testing.assert_array_equal(replay1.priority[untouched], replay0.priority[untouched])
-    assert float(replay1.max_priority) == pytest.approx(max(1.0, float(kl.max())))
+    assert replay1.max_priority.shape == (1,)
+    assert float(replay1.max_priority[0]) == pytest.approx(max(1.0, float(kl.max())))
     # the rewards it learned from: clipped n-step sums of the hand-made episodes (n 3, gamma 0.5)
     by_slot = {0: 1.0, 1: 0.0, 2: 1.0, 4: 0.0, 5: -0.5, 6: 1.0}
     for slot, reward in zip(np.asarray(tr.slot) % 8, np.asarray(tr.reward)):
@@ -305,7 +308,7 @@ def test_aux_loss_hook_on_window_samples():
     assert agent.min_replay_steps == 4
     state0 = agent.init(jax.random.PRNGKey(0))
     replay = make_replay(steps=24, num_envs=2, episode=4)            # short episodes
-    state1, _, metrics = jax.jit(agent.learn)(state0, replay, jax.random.PRNGKey(1),
+    state1, _, metrics = jax.jit(functools.partial(learn_step, agent))(state0, replay, jax.random.PRNGKey(1),
                                              jnp.asarray(0))
     assert isinstance(seen["batch"], replay_lib.TransitionWindows)
     chex.assert_shape(seen["latent"], (32, *agent.latent_shape))
@@ -331,7 +334,7 @@ def test_spr_objective_on_rainbow_trains_encoder_transition_and_predictor():
         agent = RainbowAgent(cfg, SPEC)
         assert agent.hooks.window_horizon == 3
         state0 = agent.init(jax.random.PRNGKey(0))
-        state1, _, metrics = jax.jit(agent.learn)(state0, make_replay(steps=24, num_envs=2, episode=4),
+        state1, _, metrics = jax.jit(functools.partial(learn_step, agent))(state0, make_replay(steps=24, num_envs=2, episode=4),
                                                  jax.random.PRNGKey(1), jnp.asarray(0))
         return agent, state0, state1, metrics
 

@@ -300,7 +300,7 @@ def test_prioritized_sampler_respects_weights(wrapped):
     zero, heavy = (envs[0], slots[0]), (envs[1], slots[1])
     state = replay.update_priorities(wrapped, jnp.array([zero[0], heavy[0]]),
                                      jnp.array([zero[1], heavy[1]]), jnp.array([0.0, 9.0]))
-    assert float(state.max_priority) == 9.0
+    assert state.max_priority.tolist() == [9.0]   # one priority group (one agent)
     sampler = replay.prioritized(0.5)
     drawn = []
     for key in range(8):

@@ -97,3 +97,62 @@ def test_dispatched_updates_equal_scanned_ones():
     # while one update moves a weight by up to lr = 1e-4)
     chex.assert_trees_all_close(outs[0][0], outs[1][0], atol=3e-5)
     chex.assert_trees_all_close(outs[0][1], outs[1][1], rtol=1e-3, atol=1e-5)
+
+
+def test_vmapped_updates_equal_mapped_ones():
+    """``update_mode="vmap"`` computes what the copies updated in turn compute."""
+    replay = env_tagged_replay()
+    outs = []
+    for mode in ("map", "vmap"):
+        agent = SeedStack(DrQV2Agent(CFG, SPEC), SEEDS, update_mode=mode)
+        update = make_update_fn(agent, 1, fused_sampling=True)
+        outs.append(update(agent.init(jax.random.PRNGKey(0)), replay, jax.random.PRNGKey(5),
+                           jnp.asarray(100)))
+    chex.assert_trees_all_close(outs[0][0], outs[1][0], atol=3e-5)
+    chex.assert_trees_all_close(outs[0][1], outs[1][1], rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="update_mode='pmap'"):
+        SeedStack(DrQV2Agent(CFG, SPEC), SEEDS, update_mode="pmap")
+
+
+@pytest.mark.parametrize("mode", ["map", "vmap"])
+def test_prioritized_copies_write_their_own_priorities(mode):
+    """PER under SeedStack: each copy writes its new priorities into its own envs only, and
+    each keeps its own max priority (the replay's priority groups), as separate runs would."""
+    from rl.agents.rainbow import RainbowAgent, RainbowConfig
+
+    spec = EnvSpec("tiny", (16, 16, 1), ActionSpec.categorical(3))
+    agent = SeedStack(RainbowAgent(RainbowConfig.tiny(), spec), SEEDS, update_mode=mode)
+    total = SEEDS * ENVS_PER_SEED
+    replay = replay_lib.init(spec, total * 32, total, priority_groups=SEEDS)
+    add = jax.jit(replay_lib.add)
+    rng = np.random.default_rng(0)
+    for t in range(16):
+        replay = add(replay, rng.integers(0, 256, (total, 16, 16, 1), dtype=np.uint8),
+                     rng.integers(0, 3, total).astype(np.int32), np.ones(total, np.float32),
+                     np.ones(total, np.float32), np.full(total, t == 0),
+                     np.zeros(total, bool), np.zeros(total, bool))
+    # a low max so that each copy's new max is its own largest KL
+    replay = replay.replace(max_priority=jnp.full(SEEDS, 1e-4, jnp.float32))
+    before = np.asarray(replay.priority)
+    update = make_update_fn(agent, 1, fused_sampling=True)
+    state, replay, metrics = update(agent.init(jax.random.PRNGKey(0)), replay,
+                                    jax.random.PRNGKey(6), jnp.asarray(100))
+    chex.assert_shape(metrics["kl"], (SEEDS,))
+    after = np.asarray(replay.priority)
+    changed = np.argwhere(after != before)
+    assert len(changed) > 0
+    maxima = np.asarray(replay.max_priority)
+    chex.assert_shape(maxima, (SEEDS,))
+    for s in range(SEEDS):
+        block = slice(s * ENVS_PER_SEED, (s + 1) * ENVS_PER_SEED)
+        written = after[block][after[block] != before[block]]
+        assert len(written) > 0, f"copy {s} wrote no priorities"
+        # (>=: a slot drawn twice keeps one of its priorities, the max sees both)
+        assert maxima[s] >= written.max() - 1e-7 and maxima[s] > 1e-4
+    assert len(set(maxima.round(6).tolist())) == SEEDS   # independent maxima
+    # new entries take their own copy's max priority
+    replay = add(replay, np.zeros((total, 16, 16, 1), np.uint8), np.zeros(total, np.int32),
+                 np.zeros(total, np.float32), np.ones(total, np.float32), np.zeros(total, bool),
+                 np.zeros(total, bool), np.zeros(total, bool))
+    newest = np.asarray(replay.priority)[:, int(replay.ptr) - 1]
+    np.testing.assert_allclose(newest, np.repeat(maxima, ENVS_PER_SEED))

@@ -2,6 +2,9 @@
 
 All methods are pure functions of pytrees. The loop jits ``act`` once and fuses
 ``sample`` + ``update`` (K times under ``lax.scan``) into one jitted call with the state donated.
+
+Agents with prioritised replay also have the two methods of ``PrioritizedAgent``; the loop then
+fuses ``sample`` + ``update_with_priorities`` + ``write_priorities`` with the replay donated too.
 """
 from __future__ import annotations
 
@@ -40,3 +43,19 @@ class Agent(Protocol):
     def update(self, state: State, batch: Batch, key: jax.Array,
                step: jax.Array) -> tuple[State, Metrics]:
         """One gradient update (pure; jitted and donated by the loop)."""
+
+
+class PrioritizedAgent(Agent, Protocol):
+    """An agent whose updates set replay priorities (PER). ``update`` is then
+    ``update_with_priorities`` without the priorities."""
+
+    def update_with_priorities(self, state: State, batch: Batch, key: jax.Array,
+                               step: jax.Array) -> tuple[State, Metrics, jax.Array]:
+        """``update``, also returning the new priorities of ``batch``'s samples."""
+
+    def write_priorities(self, replay: Any, batch: Batch, priorities: jax.Array) -> Any:
+        """The replay with ``batch``'s samples set to ``priorities`` (jittable)."""
+
+
+def is_prioritized(agent: Any) -> bool:
+    return hasattr(agent, "update_with_priorities") and hasattr(agent, "write_priorities")

@@ -17,14 +17,13 @@ One ``update`` (mila-iqia/spr ``SPRCategoricalDQN.loss`` + rlpyt ``optimize_agen
   3. per-sample C51 cross-entropy + [hook] aux losses, times the PER importance weights
      ``(1/prob)^beta / max``, averaged; one clipped Adam step (aux params: their own);
   4. target <- tau * online + (1 - tau) * target every ``target_update_period`` updates;
-  5. new priorities = the per-sample KL (returned by ``learn``, written into the replay).
+  5. new priorities = the per-sample KL (``update_with_priorities``; ``write_priorities``).
 
-Prioritised replay needs the priorities written back into the replay: ``learn(state, replay,
-key, step) -> (state, replay, metrics)`` does sample + update + ``replay.update_priorities`` as
-one pure function (jit it with state and replay donated); a loop must call it for PER to take
-effect. Through ``update`` alone (the ``Agent`` protocol, which cannot return the replay) the
-priorities stay at the buffer's max priority, so sampling is uniform and the importance
-weights are all 1.
+Prioritised replay needs the priorities written back into the replay: the agent is an
+``rl.agents.base.PrioritizedAgent`` (``update_with_priorities`` + ``write_priorities``), which
+the loop fuses with ``sample`` into one jit with state and replay donated. Through ``update``
+alone the priorities stay at the buffer's max priority, so sampling is uniform and the
+importance weights are all 1.
 
 Extension point (``rl.agents.rainbow_hooks``; SPR): ``RainbowHooks(aux_losses, window_horizon)``
 passed to the constructor or built from ``cfg.objective`` (``rl.agents.rainbow_objectives``).
@@ -157,17 +156,12 @@ class RainbowAgent:
         state, metrics, _ = self.update_with_priorities(state, batch, key, step)
         return state, metrics
 
-    def learn(self, state: RainbowState, replay: Any, key: jax.Array,
-              step: jax.Array) -> tuple[RainbowState, Any, Metrics]:
-        """Sample, update and write the new priorities back (pure; jit with state and replay
-        donated). The same keys as the loop's ``update(state, sample(replay, k1), k2, step)``."""
-        key_sample, key_update = jax.random.split(key)
-        batch = self.sample(replay, key_sample)
-        state, metrics, priorities = self.update_with_priorities(state, batch, key_update, step)
-        if self.cfg.prioritized:
-            tr = _transition(batch)
-            replay = replay_lib.update_priorities(replay, tr.env_index, tr.slot, priorities)
-        return state, replay, metrics
+    def write_priorities(self, replay: Any, batch: Any, priorities: jax.Array) -> Any:
+        """``batch``'s transitions set to ``priorities`` (the replay unchanged without PER)."""
+        if not self.cfg.prioritized:
+            return replay
+        tr = _transition(batch)
+        return replay_lib.update_priorities(replay, tr.env_index, tr.slot, priorities)
 
     def target_distribution(self, state: RainbowState, tr: Any, next_images: jax.Array,
                             online_key: jax.Array | None,

@@ -43,11 +43,13 @@ def add(state: ReplayState, obs: jax.Array, action: jax.Array, reward: jax.Array
         return jax.lax.dynamic_update_index_in_dim(buffer, value.astype(buffer.dtype), state.ptr, axis=1)
 
     capacity = state.capacity_per_env
+    envs_per_group = num_envs // state.max_priority.shape[0]
     return state.replace(
         obs=put(state.obs, obs),
         action=put(state.action, action),
         **{k: put(getattr(state, k), v) for k, v in flat.items()},
-        priority=put(state.priority, jnp.broadcast_to(state.max_priority, (num_envs,))),
+        priority=put(state.priority, jnp.repeat(state.max_priority, envs_per_group,
+                                                total_repeat_length=num_envs)),
         ptr=((state.ptr + 1) % capacity).astype(jnp.int32),
         size=jnp.minimum(state.size + 1, capacity).astype(jnp.int32),
     )
@@ -69,7 +71,8 @@ def update_priorities(state: ReplayState, env_index: jax.Array, slot: jax.Array,
     (never drawn again) rather than corrupting the sampling distribution."""
     priorities = jnp.asarray(priorities, jnp.float32)
     priorities = jnp.where(jnp.isfinite(priorities), jnp.maximum(priorities, 0.0), 0.0)
+    group = jnp.asarray(env_index) // (state.num_envs // state.max_priority.shape[0])
     return state.replace(
         priority=state.priority.at[env_index, slot].set(priorities),
-        max_priority=jnp.maximum(state.max_priority, jnp.max(priorities)),
+        max_priority=state.max_priority.at[group].max(priorities),
     )

@@ -28,7 +28,9 @@ class ReplayState:
     is_last: jax.Array       # [E, C] bool
     is_terminal: jax.Array   # [E, C] bool
     priority: jax.Array      # [E, C] float32, for prioritised samplers
-    max_priority: jax.Array  # float32 scalar: largest priority ever set; new entries get it (as Dopamine's PER)
+    max_priority: jax.Array  # [G] float32: per priority group (a block of E // G envs: one
+                             # agent's envs), the largest priority it ever set; its new entries
+                             # get it (as Dopamine's PER). G = 1 for one agent.
     ptr: jax.Array           # int32 scalar: next write slot, shared by all envs
     size: jax.Array          # int32 scalar: filled slots per env (<= C)
 
@@ -70,19 +72,27 @@ def _field_shapes(spec: EnvSpec, num_envs: int, per_env: int) -> dict[str, tuple
     }
 
 
-def init(spec: EnvSpec, capacity: int, num_envs: int, device: jax.Device | None = None) -> ReplayState:
+def init(spec: EnvSpec, capacity: int, num_envs: int, device: jax.Device | None = None,
+         priority_groups: int = 1) -> ReplayState:
     """An empty buffer of ``capacity`` total transitions (``capacity // num_envs`` per env) on ``device``.
+
+    ``priority_groups``: independent agents sharing the buffer (``SeedStack``), each owning an
+    equal block of consecutive envs; each keeps its own max priority, so seeds stay independent.
 
     ``device=None`` uses the default device (uncommitted); a given device commits every array to it,
     so jitted functions of the state run there (see ``choose_device`` for the host fallback).
     """
     _check_spec(spec)
     per_env = capacity_per_env(capacity, num_envs)
+    if (isinstance(priority_groups, bool) or not isinstance(priority_groups, (int, np.integer))
+            or priority_groups < 1 or num_envs % priority_groups):
+        raise ValueError(f"priority_groups={priority_groups!r}; must be a positive int that "
+                         f"divides num_envs={num_envs}")
     fields = {name: jnp.zeros(shape, dtype, device=device)
               for name, (shape, dtype) in _field_shapes(spec, num_envs, per_env).items()}
     return ReplayState(
         **fields,
-        max_priority=jnp.ones((), jnp.float32, device=device),
+        max_priority=jnp.ones((int(priority_groups),), jnp.float32, device=device),
         ptr=jnp.zeros((), jnp.int32, device=device),
         size=jnp.zeros((), jnp.int32, device=device),
     )

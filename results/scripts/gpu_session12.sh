@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# GPU leases of session 12 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
+# Rainbow/SPR update benchmark and SPR runs on Atari-100k (issue 6). One process per item.
+#   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
+#   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 vmapped seeds from 1
+#   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
+#   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
+set -u
+FRAMES=${FRAMES:-250000}
+SEEDS=${SEEDS:-1}
+COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true"
+source results/scripts/gpu_common.sh
+
+case "${1:-}" in
+  launch)
+    shift; for item in "$@"; do
+      parse_item "$item"
+      dmc="env=dmc/$TASK seed=$SEED loop.frames=$FRAMES loop.eval_envs=10 loop.eval_episodes=10 agent.batch_size=256"
+      case $KIND in
+        taco) run taco_${TASK}_s$SEED experiment=taco_dmc $dmc ;;
+        drqv2) run drqv2_${TASK}_s$SEED experiment=taco_dmc_drqv2 $dmc ;;
+        spr|der) preset=$([ $KIND = spr ] && echo spr_atari100k || echo der_atari100k)
+                 run ${KIND}_${TASK}_s${SEED}x$SEEDS experiment=$preset env=atari/$TASK seed=$SEED \
+                   num_seeds=$SEEDS loop.seed_updates=${SEED_UPDATES:-map} ;;
+        *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der"; exit 2 ;;
+      esac
+    done
+    sleep 45; tail -n 3 $RES/*.log ;;
+  bench) python -m experiments.bench --agents rainbow --seeds 1 4 8 --suites atari \
+           --out $OUT/bench_rainbow.md 2>&1 | grep -v "^WARNING" ;;
+  status) status ;;
+  *) echo "usage: $0 launch <kind>:<task>:<seed> ... | bench | status"; exit 2 ;;
+esac
