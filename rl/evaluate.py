@@ -25,7 +25,8 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
         raise ValueError(f"evaluate: {env.num_envs} envs cannot be split into groups={groups}")
     envs_per_group = env.num_envs // groups
     ts = env.reset()
-    carry = agent.initial_carry(env.num_envs)
+    # committed like everything the jitted act returns, so act compiles once, not per carry kind
+    carry = jax.device_put(agent.initial_carry(env.num_envs), jax.devices()[0])
     stats = [{"return": [], "length": [], "success": []} for _ in range(groups)]
     frames = [ts.obs[0]] if record_video else None
     recording = record_video

@@ -249,12 +249,15 @@ class Trainer:
 
         key = jax.random.PRNGKey(seed)
         key, init_key, self.eval_key = jax.random.split(key, 3)
+        # agent state and carry committed to the device, like everything the jitted update and
+        # act return: otherwise each compiles twice (once for uncommitted inputs)
+        device = jax.devices()[0]
         self.state = {
-            "agent": self.agent.init(init_key),
+            "agent": jax.device_put(self.agent.init(init_key), device),
             "replay": replay_lib.init(self.spec, capacity, self.total_envs, self.replay_device,
                                       priority_groups=num_seeds),
             "key": key,
-            "carry": self.agent.initial_carry(self.total_envs),
+            "carry": jax.device_put(self.agent.initial_carry(self.total_envs), device),
         }
         self.loop = LoopState()
         self.timestep: TimeStep | None = None

@@ -22,7 +22,14 @@ TINY_IMAGINATION = [*LOOP, "agent=imagination", "world_model=debug", "env.size=3
                     "agent.actor_critic.actor_units=8", "agent.actor_critic.critic_units=8",
                     "agent.actor_critic.actor_layers=1", "agent.actor_critic.critic_layers=1",
                     "loop.update_every_frames=10", "loop.updates_per_call=1"]
-AGENTS = {"drqv2": TINY, "imagination": TINY_IMAGINATION}
+# Rainbow with PER (priorities written back into the replay) and SPR (aux params, windows)
+TINY_RAINBOW_SPR = [*LOOP, "env=toy/reach_discrete", "agent=rainbow", "objective=spr",
+                    "agent.objective.horizon=2", "agent.objective.transition_channels=8",
+                    "agent.encoder_channels=[8,16]", "agent.encoder_kernels=[4,3]",
+                    "agent.encoder_strides=[2,2]", "agent.hidden_dim=16", "agent.batch_size=8",
+                    "agent.n_step=3", "agent.num_atoms=11", "agent.frame_stack=2",
+                    "loop.updates_per_call=2", "loop.update_every=1"]
+AGENTS = {"drqv2": TINY, "imagination": TINY_IMAGINATION, "rainbow_spr": TINY_RAINBOW_SPR}
 
 
 def _cfg(run_dir, *overrides, agent="drqv2"):
