@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl.agents.base import check_aux_hooks
 from rl.agents.drqv2_networks import DrQV2Params
 
 Params = Any
@@ -121,11 +122,7 @@ class DrQV2Hooks:
     window_horizon: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.window_horizon, int) or self.window_horizon < 0:
-            raise ValueError(f"window_horizon must be an int >= 0, got {self.window_horizon!r}")
-        names = [aux.name for aux in self.aux_losses]
-        if len(set(names)) != len(names):
-            raise ValueError(f"aux loss names must be unique, got {names}")
+        check_aux_hooks(self.aux_losses, self.window_horizon)
 
 
 def perturb(params: Params, fresh_params: Params, alpha: jax.Array | float,

@@ -20,6 +20,8 @@ from typing import Any, Callable, Protocol
 import flax
 import jax
 
+from rl.agents.base import check_aux_hooks
+
 Params = Any
 Metrics = dict[str, jax.Array]
 
@@ -60,11 +62,7 @@ class RainbowHooks:
     window_horizon: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.window_horizon, int) or self.window_horizon < 0:
-            raise ValueError(f"window_horizon must be an int >= 0, got {self.window_horizon!r}")
-        names = [aux.name for aux in self.aux_losses]
-        if len(set(names)) != len(names):
-            raise ValueError(f"aux loss names must be unique, got {names}")
+        check_aux_hooks(self.aux_losses, self.window_horizon)
 
 
 def combine(a: RainbowHooks, b: RainbowHooks) -> RainbowHooks:
