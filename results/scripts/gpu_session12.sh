@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GPU leases of session 12 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
+# GPU leases of sessions 12 and 13 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
 # Rainbow/SPR update benchmark and SPR runs on Atari-100k (issue 6). One process per item.
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
-#   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 vmapped seeds from 1
+#   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 seeds from 1 (preset: vmapped)
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 set -u
@@ -21,7 +21,7 @@ case "${1:-}" in
         drqv2) run drqv2_${TASK}_s$SEED experiment=taco_dmc_drqv2 $dmc ;;
         spr|der) preset=$([ $KIND = spr ] && echo spr_atari100k || echo der_atari100k)
                  run ${KIND}_${TASK}_s${SEED}x$SEEDS experiment=$preset env=atari/$TASK seed=$SEED \
-                   num_seeds=$SEEDS loop.seed_updates=${SEED_UPDATES:-map} ;;
+                   num_seeds=$SEEDS ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
         *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der"; exit 2 ;;
       esac
     done
