@@ -244,6 +244,10 @@ class Trainer:
         self.update = make_update_fn(self.agent, cfg.updates_per_call, self.fused,
                                      cfg.fuse_updates)
         self.writes_replay = self.fused and is_prioritized(self.agent)  # update returns the replay
+        if is_prioritized(self.agent) and not self.fused:
+            self.print(f"warning: prioritised replay needs the replay on the accelerator; it is in "
+                       f"host memory ({self.replay_device}), so sampling is uniform (raise "
+                       f"loop.replay_budget_gb above {cfg.replay_budget_gb} to keep PER)")
         self.random_actions = jax.jit(random_actions, static_argnums=(1, 2))
         self._split4 = jax.jit(lambda key: tuple(jax.random.split(key, 4)))
 

@@ -15,7 +15,8 @@ run() {  # name, overrides...
 
 status() {  # progress and last evaluations of every run; packs logs and metrics into $OUT
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-  for f in $RES/*/metrics.jsonl; do
+  for f in $RES/*/metrics.jsonl $RES/*/seed_*/metrics.jsonl; do   # seed_<k>/: vmapped seeds
+    [ -f "$f" ] || continue
     echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
   done
   for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 4 | sed 's/\[eval\] //' | tr '\n' ' ')"; done

@@ -4,6 +4,7 @@
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
 #   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 seeds from 1 (preset: vmapped)
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
+#   bash results/scripts/gpu_session12.sh profile    # SPR kernel counts under XLA flag variants
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 set -u
 FRAMES=${FRAMES:-250000}
@@ -28,6 +29,14 @@ case "${1:-}" in
     sleep 45; tail -n 3 $RES/*.log ;;
   bench) python -m experiments.bench --agents rainbow --seeds 1 4 8 --suites atari \
            --out $OUT/bench_rainbow.md 2>&1 | grep -v "^WARNING" ;;
+  profile)  # SPR kernel counts and wall per fused call (3 vmapped seeds) under XLA's default
+            # command buffers (CUDA graphs), none, and every kind including loops
+    i=0; for flags in "" "--xla_gpu_enable_command_buffer=" \
+        "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL --xla_gpu_graph_min_graph_size=1"; do
+      i=$((i + 1)); echo "XLA_FLAGS='$flags'"
+      XLA_FLAGS="$flags" python results/scripts/profile_spr.py --trace /tmp/trace_$i --seeds ${SEEDS:-3} \
+        2>&1 | grep -v "^WARNING"
+    done ;;
   status) status ;;
-  *) echo "usage: $0 launch <kind>:<task>:<seed> ... | bench | status"; exit 2 ;;
+  *) echo "usage: $0 launch <kind>:<task>:<seed> ... | bench | profile | status"; exit 2 ;;
 esac

@@ -1,6 +1,11 @@
 """Where does the Rainbow + SPR update's time go? (GPU profiling, issue 6)
 
-    python results/scripts/profile_spr.py [--seeds 1 8]
+    python results/scripts/profile_spr.py [--seeds 1 8] [--variants rainbow "spr K=5" fused]
+    python results/scripts/profile_spr.py --trace /tmp/trace [--seeds 3]   # kernel counts
+
+``--trace``: a profiler trace (Perfetto JSON) of 20 fused sample+update calls of SPR with
+``--seeds[-1]`` vmapped seeds, summarised as device events per call, their summed duration
+against the wall clock (launch-bound if the sum is far below it), and the 15 costliest names.
 
 Median wall clock (device synchronised) per call of: prioritised window sampling alone, the
 update alone on a fixed batch (Rainbow; SPR at K = 1 and 5; SPR without batch norm; SPR in
@@ -37,11 +42,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--variants", nargs="+", default=None, help="names to run (default all)")
+    parser.add_argument("--trace", default=None, help="directory for a profiler trace")
+    parser.add_argument("--capacity", type=int, default=50_000, help="replay slots per seed")
     args = parser.parse_args()
     print(jax.devices()[0].device_kind, jax.__version__, flush=True)
     spec = EnvSpec("bench", (84, 84, 1), ActionSpec.categorical(6), action_repeat=4)
     key = jax.random.PRNGKey(0)
-    replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, 50_000, key, 1)
+    if args.trace:
+        return trace_summary(spec, key, args.seeds[-1], args.capacity, args.trace)
+    replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, args.capacity, key, 1)
     step = jnp.asarray(10_000)
 
     variants = {
@@ -78,11 +87,46 @@ def main() -> None:
     for num in args.seeds:
         if num == 1:
             continue
-        rep = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, 50_000, key, num)
+        rep = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, args.capacity, key, num)
         agent = RainbowAgent(RainbowConfig(objective=SPRConfig()), spec)
         for mode in ("vmap",):
             timed(f"spr K=5 x{num} seeds {mode}: fused sample+update (2/call)",
                   update_call(SeedStack(agent, num, update_mode=mode), rep, key, 2))
+
+
+def trace_summary(spec, key, seeds: int, capacity: int, log_dir: str, calls: int = 20) -> None:
+    import collections
+    import glob
+    import gzip
+    import json
+
+    replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, capacity, key, seeds)
+    agent = RainbowAgent(RainbowConfig(objective=SPRConfig()), spec)
+    agent = agent if seeds == 1 else SeedStack(agent, seeds, update_mode="vmap")
+    call = update_call(agent, replay, key, 2)
+    jax.block_until_ready(call())          # compile outside the trace
+    jax.block_until_ready(call())
+    with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            out = call()
+        jax.block_until_ready(out)
+        wall_ms = 1e3 * (time.perf_counter() - t0) / calls
+    path = sorted(glob.glob(f"{log_dir}/**/*.trace.json.gz", recursive=True))[-1]
+    events = json.load(gzip.open(path))["traceEvents"]
+    names = {(e["pid"], e.get("args", {}).get("name")) for e in events if e.get("ph") == "M"}
+    device_pids = {pid for pid, name in names if name and "/device:" in name}
+    if not device_pids:                   # CPU backend: the host's events instead
+        device_pids = {pid for pid, name in names if name}
+    spans = [e for e in events if e.get("ph") == "X" and e["pid"] in device_pids]
+    total = collections.Counter()
+    for e in spans:
+        total[e["name"]] += e.get("dur", 0.0)
+    print(f"SPR x{seeds} seeds, 2 fused updates per call: wall {wall_ms:.2f} ms per call; "
+          f"{len(spans) / calls:.0f} device events per call summing to "
+          f"{sum(total.values()) / 1e3 / calls:.2f} ms ({sorted(n for _, n in names if n)})")
+    for name, us in total.most_common(15):
+        print(f"  {us / 1e3 / calls:8.3f} ms/call  {name[:100]}")
 
 
 if __name__ == "__main__":
