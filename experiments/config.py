@@ -33,7 +33,8 @@ class EnvConfig:
     action_repeat: Optional[int] = None      # None: the convention's per-task default
     convention: Optional[str] = None         # None: suite default; dmc drqv2|planet, atari spr|storm
     num_envs: int = 1
-    parallel: bool = False                   # one subprocess per env
+    parallel: bool = False                   # envs in subprocesses
+    workers: Optional[int] = None            # subprocesses when parallel (None: one per env)
     kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific options
 
 

@@ -48,11 +48,11 @@ def build_envs(cfg: DictConfig, eval_envs: int, num_seeds: int = 1):
                              action_repeat=cfg.env.action_repeat, convention=cfg.env.convention,
                              **OmegaConf.to_container(cfg.env.kwargs))
     train_env = VectorEnv(make, cfg.env.num_envs * num_seeds, seed=cfg.seed,
-                          parallel=cfg.env.parallel)
+                          parallel=cfg.env.parallel, workers=cfg.env.get("workers"))
     # evaluation follows the test protocol (e.g. Atari: no terminal on life loss)
     eval_make = functools.partial(make, **registry.eval_overrides(cfg.env.name))
-    eval_env = VectorEnv(eval_make, eval_envs * num_seeds,
-                         seed=cfg.seed + 1_000_003, parallel=cfg.env.parallel)
+    eval_env = VectorEnv(eval_make, eval_envs * num_seeds, seed=cfg.seed + 1_000_003,
+                         parallel=cfg.env.parallel, workers=cfg.env.get("workers"))
     return train_env, eval_env
 
 

@@ -399,6 +399,8 @@ def test_hydra_agent_rainbow_on_atari_builds_the_paper_agent():
     assert agent_cfg == RainbowConfig()
     assert (cfg.loop.frames, cfg.loop.updates_per_call, cfg.loop.update_every) == (400_000, 2, 1)
     assert cfg.loop.warmup_frames // 4 == 1600 and cfg.loop.eval_episodes == 100
+    # official protocol: 100 eval envs, one episode each, stepped in a fixed pool of processes
+    assert (cfg.loop.eval_envs, cfg.env.parallel, cfg.env.workers) == (100, True, 16)
     agent = RainbowAgent(agent_cfg, EnvSpec("atari/Boxing", (84, 84, 1), ActionSpec.categorical(18),
                                             action_repeat=4))
     assert agent.latent_shape == (7, 7, 64)             # 3136 features, as SPR

@@ -162,13 +162,49 @@ def test_subprocesses_match_in_process_and_propagate_errors():
         actions = _actions(serial.spec, 2, rng)
         parallel.step_async(actions)
         _assert_timesteps_equal(parallel.step_wait(), serial.step(actions))
-    with pytest.raises(RuntimeError, match=r"env worker 1 raised:(.|\n)*ValueError(.|\n)*integer"):
+    raised = r"env 1 \(worker 1\) raised:(.|\n)*ValueError(.|\n)*integer"
+    with pytest.raises(RuntimeError, match=raised):
         parallel.step(np.array([0, 9], np.int32))  # action 9 is out of range: raised in env 1
     procs = parallel._procs
     parallel.close()
     assert not any(p.is_alive() for p in procs)
-    with pytest.raises(RuntimeError, match=r"env worker 0 raised:(.|\n)*toy task=.nope"):
+    with pytest.raises(RuntimeError, match=r"env 0 \(worker 0\) raised:(.|\n)*toy task=.nope"):
         VectorEnv(functools.partial(make, "toy/nope"), num_envs=2, seed=0, parallel=True)
+
+
+def test_workers_host_blocks_of_envs_and_match_in_process():
+    make_fn = _toy("reach_discrete", episode_frames=3)
+    serial = VectorEnv(make_fn, num_envs=5, seed=5)
+    parallel = VectorEnv(make_fn, num_envs=5, seed=5, parallel=True, workers=2)
+    assert len(parallel._procs) == 2 and parallel._blocks == [range(0, 3), range(3, 5)]
+    _assert_timesteps_equal(parallel.reset(), serial.reset())
+    rng = np.random.default_rng(0)
+    for t in range(9):  # three episodes of 3 steps, with auto-resets
+        actions = _actions(serial.spec, 5, rng)
+        parallel.step_async(actions)
+        ts = serial.step(actions)
+        _assert_timesteps_equal(parallel.step_wait(), ts)
+        assert ts.is_first.all() == (t in (3, 7)) and ts.is_last.all() == (t in (2, 6))
+    # later rounds of restore send commands to some envs only (env 4 replays across a reset)
+    state = {"episode_index": np.array([2, 1, 0, 1, 3]), "chain_start": np.array([2, 1, 0, 1, 2]),
+             "actions_per_env": [np.array(a, np.int32)
+                                 for a in ([1, 2], [3], [], [4], [1, 2, 3, 4])]}
+    _assert_timesteps_equal(parallel.restore(**state), serial.restore(**state))
+    np.testing.assert_array_equal(parallel.episode_index, serial.episode_index)
+    _assert_timesteps_equal(parallel.step(np.arange(5, dtype=np.int32)),
+                            serial.step(np.arange(5, dtype=np.int32)))
+    with pytest.raises(RuntimeError, match=r"env 3 \(worker 1\) raised:(.|\n)*ValueError"):
+        parallel.step(np.array([0, 1, 2, 9, 4], np.int32))  # action 9 is out of range: env 3
+    procs = parallel._procs
+    parallel.close()
+    assert not any(p.is_alive() for p in procs)
+    serial.close()
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 2.5])
+def test_bad_worker_counts_are_refused(workers):
+    with pytest.raises(ValueError, match=f"workers must be a positive integer, got {workers!r}"):
+        VectorEnv(_toy(), num_envs=2, seed=0, parallel=True, workers=workers)
 
 
 # ----------------------------------------------------------------------------- frame stack

@@ -14,8 +14,11 @@
   float32); ``episode_return`` and ``episode_length`` (agent steps) on ``is_last``, NaN elsewhere;
   where the env reports ``success``: ``episode_success`` (1.0 if any step of the episode
   succeeded) and, with ``success_frames``, ``episode_success_frames`` (their sum), NaN elsewhere.
-- ``parallel=True`` (and N > 1) runs one subprocess per env ('spawn' context, Pipes); worker
-  exceptions are re-raised here with the worker's traceback. ``make_fn`` must be picklable
+- ``parallel=True`` (and N > 1) runs the envs in ``workers`` subprocesses ('spawn' context, Pipes;
+  ``workers=None``: one per env; at most N), each hosting a contiguous block of envs (block sizes
+  differ by at most 1). A vector step sends each worker one message with the commands of its
+  envs and reads one reply with all their results. Env exceptions are re-raised here naming the
+  env and with the worker's traceback. ``make_fn`` must be picklable
   (e.g. ``functools.partial(rl.envs.make, name, ...)``) and a script that builds a parallel
   VectorEnv needs the ``if __name__ == "__main__":`` guard (spawn re-imports the main module).
   ``step_async`` / ``step_wait`` let the caller overlap its own work with env stepping
@@ -51,35 +54,50 @@ def _check_base_seed(seed: Any) -> int:
     return int(seed)
 
 
-def _worker(conn, make_fn: Callable[[], Env]) -> None:
+def _blocks(num_envs: int, workers: int) -> list[range]:
+    """``workers`` contiguous blocks of env indices whose sizes differ by at most 1."""
+    size, extra = divmod(num_envs, workers)
+    starts = [w * size + min(w, extra) for w in range(workers + 1)]
+    return [range(a, b) for a, b in zip(starts, starts[1:])]
+
+
+def _worker(conn, make_fn: Callable[[], Env], indices: range) -> None:
+    """Hosts envs ``indices``. Receives ``("run", [(env index, command, arg), ...])`` or
+    ``("close", None)``; replies ``("ok", results in order)`` or ``("error", [(env index,
+    traceback), ...])`` (every command is executed, failed or not)."""
     # Ctrl-C goes to the whole process group; the parent handles it and closes the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    envs: dict[int, Env] = {}
     try:
-        env = make_fn()
-        conn.send(("ok", (env.spec, tuple(getattr(env, "info_keys", ())))))
+        for i in indices:
+            envs[i] = make_fn()
     except Exception:
-        conn.send(("error", traceback.format_exc()))
+        conn.send(("error", [(i, traceback.format_exc())]))
         conn.close()
         return
+    conn.send(("ok", [(env.spec, tuple(getattr(env, "info_keys", ()))) for env in envs.values()]))
     while True:
         try:
-            command, arg = conn.recv()
+            message, batch = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             break
-        try:
-            if command == "reset":
-                result = env.reset(arg)
-            elif command == "step":
-                result = env.step(arg)
-            elif command == "close":
+        if message == "close":
+            for env in envs.values():
                 env.close()
-                conn.send(("ok", None))
-                break
-            else:
-                raise ValueError(f"unknown command {command!r}")
-            conn.send(("ok", result))
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
+            conn.send(("ok", None))
+            break
+        results, errors = [], []
+        for i, command, arg in batch:
+            try:
+                if command == "reset":
+                    results.append(envs[i].reset(arg))
+                elif command == "step":
+                    results.append(envs[i].step(arg))
+                else:
+                    raise ValueError(f"unknown command {command!r}")
+            except Exception:
+                errors.append((i, traceback.format_exc()))
+        conn.send(("error", errors) if errors else ("ok", results))
     conn.close()
 
 
@@ -87,10 +105,13 @@ class VectorEnv:
     """``num_envs`` copies of ``make_fn()`` behind a batched ``TimeStep`` interface."""
 
     def __init__(self, make_fn: Callable[[], Env], num_envs: int, seed: int,
-                 parallel: bool = False, context: str = "spawn"):
+                 parallel: bool = False, context: str = "spawn", workers: int | None = None):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.seed = _check_base_seed(seed)
         self.parallel = bool(parallel) and self.num_envs > 1
+        workers = self.num_envs if workers is None else check_positive_int("workers", workers)
+        self._blocks = _blocks(self.num_envs, min(workers, self.num_envs)) if self.parallel else []
+        self._worker_of = [w for w, block in enumerate(self._blocks) for _ in block]
         self._envs: list[Env] = []
         self._conns: list[Any] = []
         self._procs: list[Any] = []
@@ -125,51 +146,64 @@ class VectorEnv:
             raise ValueError(f"context={context!r} is not allowed; choose 'spawn' or "
                              f"'forkserver' (fork is unsafe once JAX or GL are initialised)")
         ctx = mp.get_context(context)
-        for _ in range(self.num_envs):
+        for block in self._blocks:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, make_fn), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, make_fn, block), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
             self._procs.append(proc)
         try:
-            return self._receive(range(self.num_envs))
+            specs_keys = self._receive(dict.fromkeys(range(self.num_envs)))
         except Exception:
             self.close()
             raise
+        return [specs_keys[i] for i in range(self.num_envs)]
 
-    def _receive(self, indices) -> list:
-        """One reply from each listed worker (all are read before raising, to keep pipes in
-        step)."""
-        results, errors = [], []
-        for i in indices:
+    def _envs_of(self, w: int) -> str:
+        block = self._blocks[w]
+        return f"envs {block.start}-{block.stop - 1}" if len(block) > 1 else f"env {block.start}"
+
+    def _by_worker(self, commands: dict[int, Any]) -> dict[int, list[int]]:
+        """The env indices of ``commands`` grouped by worker (in increasing order)."""
+        groups: dict[int, list[int]] = {}
+        for i in sorted(commands):
+            groups.setdefault(self._worker_of[i], []).append(i)
+        return groups
+
+    def _send(self, commands: dict[int, Command]) -> None:
+        """One message to each worker that hosts an env with a command."""
+        for w, indices in self._by_worker(commands).items():
             try:
-                status, payload = self._conns[i].recv()
+                self._conns[w].send(("run", [(i, *commands[i]) for i in indices]))
+            except (BrokenPipeError, OSError) as error:
+                raise RuntimeError(f"env worker {w} ({self._envs_of(w)}) is gone (exit code "
+                                   f"{self._procs[w].exitcode})") from error
+
+    def _receive(self, commands: dict[int, Any]) -> dict[int, Any]:
+        """The results of ``commands`` by env index: one reply from each worker they went to
+        (all are read before raising, to keep the pipes in step)."""
+        results, errors = {}, []
+        for w, indices in self._by_worker(commands).items():
+            try:
+                status, payload = self._conns[w].recv()
             except (EOFError, OSError):
-                self._procs[i].join(timeout=1.0)
-                status, payload = "error", (f"worker process died (exit code "
-                                            f"{self._procs[i].exitcode})")
+                self._procs[w].join(timeout=1.0)
+                errors.append(f"env worker {w} ({self._envs_of(w)}) died (exit code "
+                              f"{self._procs[w].exitcode})")
+                continue
             if status == "error":
-                errors.append(f"env worker {i} raised:\n{payload}")
-                results.append(None)
+                errors.extend(f"env {i} (worker {w}) raised:\n{tb}" for i, tb in payload)
             else:
-                results.append(payload)
+                results.update(zip(indices, payload))
         if errors:
             raise RuntimeError("\n".join(errors))
         return results
 
-    def _send(self, commands: dict[int, Command]) -> None:
-        for i, command in commands.items():
-            try:
-                self._conns[i].send(command)
-            except (BrokenPipeError, OSError) as error:
-                raise RuntimeError(f"env worker {i} is gone (exit code "
-                                   f"{self._procs[i].exitcode})") from error
-
     def _execute(self, commands: dict[int, Command]) -> dict[int, Any]:
         if self.parallel:
             self._send(commands)
-            return dict(zip(commands, self._receive(commands)))
+            return self._receive(commands)
         return {i: (self._envs[i].reset(arg) if cmd == "reset" else self._envs[i].step(arg))
                 for i, (cmd, arg) in commands.items()}
 
@@ -276,7 +310,7 @@ class VectorEnv:
             raise RuntimeError("step_wait() called without step_async()")
         commands, self._pending = self._pending, None
         if self.parallel:
-            results = dict(zip(commands, self._receive(commands)))
+            results = self._receive(commands)
         else:
             results = self._execute(commands)
         return self._batch([self._absorb(i, commands[i][0], results[i])
