@@ -482,7 +482,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
             calls = (step + n) // update_every - step // update_every
             if pair_steps + 1 + step // n >= a.length and calls > 0:   # target steps per env
                 for k in jax.random.split(update_key, calls):   # (align_state is donated)
-                    align_state, metrics = update(align_state, replays, k, jnp.int32(step))
+                    align_state, _, metrics = update(align_state, replays, k, jnp.int32(step))
                     updates += cfg.updates_per_call
             acting = with_encoder(agent_state, align_state.encoder)
             ts, action = collector.step(acting, act_key, cfg.explore)

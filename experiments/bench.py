@@ -65,7 +65,6 @@ def _filled_replay(spec, capacity: int, key: jax.Array, num_envs: int = 1):
 def update_call(agent, replay, key: jax.Array, updates_per_call: int = 1) -> Callable[[], object]:
     """A no-argument call doing the loop's fused sample+update on ``agent``'s own state (kept
     between calls; a prioritised agent's replay too); returns the metrics."""
-    from rl.agents.base import is_prioritized
     from rl.loop import make_update_fn
 
     update = make_update_fn(agent, updates_per_call, fused_sampling=True)
@@ -73,11 +72,8 @@ def update_call(agent, replay, key: jax.Array, updates_per_call: int = 1) -> Cal
     step = jnp.asarray(10_000)
 
     def call():
-        if is_prioritized(agent):
-            holder["state"], holder["replay"], metrics = update(holder["state"],
-                                                                holder["replay"], key, step)
-        else:
-            holder["state"], metrics = update(holder["state"], replay, key, step)
+        holder["state"], holder["replay"], metrics = update(holder["state"], holder["replay"],
+                                                            key, step)
         return metrics
     return call
 

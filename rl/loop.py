@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rl import replay as replay_lib
-from rl.agents.base import Agent, Metrics, PrioritizedAgent, is_prioritized
+from rl.agents.base import Agent, Metrics, is_prioritized
 from rl.agents.seed_stack import UPDATE_MODES, SeedStack
 from rl.checkpoint import Checkpointer
 from rl.envs.types import ActionSpec, TimeStep
@@ -81,52 +81,84 @@ def _mean_of_rows(rows: list[Any]) -> Any:
     return _mean_over_updates(jax.tree.map(lambda *x: jnp.stack(x), *rows))
 
 
+def learn_step(agent: Agent, state: Any, replay: Any, key: jax.Array,
+               step: jax.Array) -> tuple[Any, Any, Metrics]:
+    """One sample + update: ``(state, replay, metrics)``, with the same keys as
+    ``update(state, sample(replay, k1), k2, step)``. A prioritised agent
+    (``rl.agents.base.PrioritizedAgent``) writes the batch's new priorities into the returned
+    replay; any other agent returns ``replay`` itself."""
+    key_sample, key_update = jax.random.split(key)
+    batch = agent.sample(replay, key_sample)
+    if not is_prioritized(agent):
+        state, metrics = agent.update(state, batch, key_update, step)
+        return state, replay, metrics
+    state, metrics, priorities = agent.update_with_priorities(state, batch, key_update, step)
+    return state, agent.write_priorities(replay, batch, priorities), metrics
+
+
 def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
                    fuse: bool = True) -> Callable:
-    """One call doing ``updates_per_call`` updates; the agent state is donated.
+    """``(state, replay, key, step) -> (state, replay, metrics)``: ``updates_per_call`` updates
+    (``learn_step``) in one call, the agent state donated; metrics averaged over the K updates.
 
     With the replay on the accelerator, sampling happens inside the same jit (no host round
-    trip). With the replay in host memory, batches are sampled by a CPU jit and copied over.
-    ``fuse``: the K updates run in one ``lax.scan``; otherwise the single-update jit is
-    dispatched K times (asynchronously; XLA:GPU runs some updates, e.g. Dreamer's, ~2x slower
-    inside a loop body). Metrics are averaged over the K updates.
+    trip); a prioritised agent's replay is donated too and comes back with its priorities
+    written, any other agent's replay is not touched (the same object comes back). ``fuse``: the
+    K updates run in one ``lax.scan``; otherwise the single-update jit is dispatched K times
+    (asynchronously; XLA:GPU runs some updates, e.g. Dreamer's, ~2x slower inside a loop body).
 
-    A prioritised agent (``rl.agents.base.PrioritizedAgent``) with the replay on the accelerator
-    gets ``(state, replay, key, step) -> (state, replay, metrics)`` instead: priorities are
-    written back inside the call, replay donated. With the replay in host memory its priorities
-    are never written, so its sampling stays uniform.
+    With the replay in host memory, batches are sampled by a CPU jit and copied over; a
+    prioritised agent's priorities are then never written, so its sampling stays uniform.
     """
-    if is_prioritized(agent) and fused_sampling:
-        return _make_prioritized_update_fn(agent, updates_per_call, fuse)
-    if not fuse and updates_per_call > 1 and fused_sampling:  # (host replay: always a scan)
-        @functools.partial(jax.jit, donate_argnums=0)
-        def one(state, replay, key, step):  # the scan body below, with the same keys
-            key_sample, key_update = jax.random.split(key)
-            return agent.update(state, agent.sample(replay, key_sample), key_update, step)
+    if not fused_sampling:
+        return _host_sampled_update_fn(agent, updates_per_call)
+    writes = is_prioritized(agent)
 
-        def dispatched(state, replay, key, step):
-            rows = []
-            for k in jax.random.split(key, updates_per_call):
-                state, metrics = one(state, replay, k, step)
-                rows.append(metrics)
-            return state, _mean_of_rows(rows)
+    def updates(state, replay, keys, step):  # one learn_step per key
+        if len(keys) == 1:  # XLA:CPU runs convolutions ~10x slower inside a loop body
+            state, replay, metrics = learn_step(agent, state, replay, keys[0], step)
+        else:
+            def body(carry, key):
+                state, written = carry
+                state, written, metrics = learn_step(agent, state,
+                                                     written if writes else replay, key, step)
+                return (state, written if writes else None), metrics
 
-        return dispatched
+            (state, written), metrics = jax.lax.scan(body, (state, replay if writes else None),
+                                                     keys)
+            replay, metrics = (written if writes else replay), _mean_over_updates(metrics)
+        # an untouched replay is not returned: an output cannot alias an undonated input
+        return (state, replay, metrics) if writes else (state, metrics)
 
-    def updates_from_replay(state, replay, key, step):
-        def body(state, key):
-            key_sample, key_update = jax.random.split(key)
-            return agent.update(state, agent.sample(replay, key_sample), key_update, step)
+    def jit_over(split_key: Callable) -> Callable:
+        jitted = jax.jit(lambda state, replay, key, step: updates(state, replay, split_key(key),
+                                                                  step),
+                         donate_argnums=(0, 1) if writes else 0)
 
-        keys = jax.random.split(key, updates_per_call)
-        if updates_per_call == 1:  # XLA:CPU runs convolutions ~10x slower inside a loop body
-            return body(state, keys[0])
-        state, metrics = jax.lax.scan(body, state, keys)
-        return state, _mean_over_updates(metrics)
+        def call(state, replay, key, step):
+            if writes:
+                return jitted(state, replay, key, step)
+            state, metrics = jitted(state, replay, key, step)
+            return state, replay, metrics
+        return call
 
-    if fused_sampling:
-        return jax.jit(updates_from_replay, donate_argnums=0)
+    if fuse or updates_per_call == 1:
+        return jit_over(lambda key: jax.random.split(key, updates_per_call))
+    one = jit_over(lambda key: key[None])
 
+    def dispatched(state, replay, key, step):
+        rows = []
+        for k in jax.random.split(key, updates_per_call):  # the keys the scan would use
+            state, replay, metrics = one(state, replay, k, step)
+            rows.append(metrics)
+        return state, replay, _mean_of_rows(rows)
+
+    return dispatched
+
+
+def _host_sampled_update_fn(agent: Agent, updates_per_call: int) -> Callable:
+    """``make_update_fn`` with the replay in host memory: K batches sampled by a CPU jit, copied
+    to the accelerator and scanned over in one update jit (state donated)."""
     def updates_from_batches(state, batches, key, step):
         def body(state, batch_and_key):
             batch, key = batch_and_key
@@ -144,50 +176,10 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
         replay_device = jax.tree.leaves(replay)[0].devices().pop()
         keys = jax.device_put(jax.random.split(key_sample, updates_per_call), replay_device)
         batches = jax.device_put(sample_many(replay, keys), jax.devices()[0])
-        return update(state, batches, key_update, step)
+        state, metrics = update(state, batches, key_update, step)
+        return state, replay, metrics
 
     return host_sampled
-
-
-def learn_step(agent: PrioritizedAgent, state: Any, replay: Any, key: jax.Array,
-               step: jax.Array) -> tuple[Any, Any, Metrics]:
-    """Sample, update and write the new priorities back: ``(state, replay, metrics)``. The same
-    keys as ``update(state, sample(replay, k1), k2, step)``."""
-    key_sample, key_update = jax.random.split(key)
-    batch = agent.sample(replay, key_sample)
-    state, metrics, priorities = agent.update_with_priorities(state, batch, key_update, step)
-    return state, agent.write_priorities(replay, batch, priorities), metrics
-
-
-def _make_prioritized_update_fn(agent: PrioritizedAgent, updates_per_call: int,
-                                fuse: bool) -> Callable:
-    """``make_update_fn`` for prioritised agents: ``(state, replay, key, step) -> (state,
-    replay, metrics)`` with state and replay donated; K steps scanned (or dispatched)."""
-    one = jax.jit(functools.partial(learn_step, agent), donate_argnums=(0, 1))
-
-    def scanned(state, replay, key, step):
-        def body(carry, key):
-            state, replay, metrics = learn_step(agent, *carry, key, step)
-            return (state, replay), metrics
-
-        (state, replay), metrics = jax.lax.scan(body, (state, replay),
-                                                jax.random.split(key, updates_per_call))
-        return state, replay, _mean_over_updates(metrics)
-
-    if fuse and updates_per_call > 1:
-        return jax.jit(scanned, donate_argnums=(0, 1))
-
-    def dispatched(state, replay, key, step):
-        keys = jax.random.split(key, updates_per_call)
-        if updates_per_call == 1:
-            return one(state, replay, keys[0], step)
-        rows = []
-        for k in keys:
-            state, replay, metrics = one(state, replay, k, step)
-            rows.append(metrics)
-        return state, replay, _mean_of_rows(rows)
-
-    return dispatched
 
 
 @dataclasses.dataclass
@@ -243,7 +235,6 @@ class Trainer:
         self.act = jax.jit(self.agent.act, static_argnames=("explore",))
         self.update = make_update_fn(self.agent, cfg.updates_per_call, self.fused,
                                      cfg.fuse_updates)
-        self.writes_replay = self.fused and is_prioritized(self.agent)  # update returns the replay
         if is_prioritized(self.agent) and not self.fused:
             self.print(f"warning: prioritised replay needs the replay on the accelerator; it is in "
                        f"host memory ({self.replay_device}), so sampling is uniform (raise "
@@ -351,12 +342,8 @@ class Trainer:
             if loop.step >= learning_starts and calls > 0:
                 for key in jax.random.split(key_update, calls):
                     perf.start_update()
-                    if self.writes_replay:
-                        self.state["agent"], self.state["replay"], metrics = self.update(
-                            self.state["agent"], self.state["replay"], key, step)
-                    else:
-                        self.state["agent"], metrics = self.update(
-                            self.state["agent"], self.state["replay"], key, step)
+                    self.state["agent"], self.state["replay"], metrics = self.update(
+                        self.state["agent"], self.state["replay"], key, step)
                     perf.end_update(cfg.updates_per_call, metrics)
                     loop.updates += cfg.updates_per_call
             action = np.asarray(action)        # waits for act only; the update keeps running

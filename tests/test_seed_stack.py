@@ -66,8 +66,8 @@ def test_act_and_update_split_and_merge_envs(stack):
     # same obs, different copies: different deterministic actions
     assert not np.allclose(actions[0], actions[ENVS_PER_SEED])
     update = make_update_fn(agent, 1, fused_sampling=True)
-    state1, metrics = update(jax.tree.map(jnp.copy, state), env_tagged_replay(),
-                             jax.random.PRNGKey(3), jnp.asarray(100))
+    state1, _, metrics = update(jax.tree.map(jnp.copy, state), env_tagged_replay(),
+                                jax.random.PRNGKey(3), jnp.asarray(100))
     chex.assert_shape(metrics["critic_loss"], (SEEDS,))
     # copy s's rewards are its own env ids (3-step discounted sums of a constant)
     per_step = np.asarray(metrics["batch_reward"]) / (1 + 0.99 + 0.99 ** 2)
@@ -96,7 +96,7 @@ def test_dispatched_updates_equal_scanned_ones():
     # same batches and keys; only float reassociation differs (Adam magnifies it on tiny grads,
     # while one update moves a weight by up to lr = 1e-4)
     chex.assert_trees_all_close(outs[0][0], outs[1][0], atol=3e-5)
-    chex.assert_trees_all_close(outs[0][1], outs[1][1], rtol=1e-3, atol=1e-5)
+    chex.assert_trees_all_close(outs[0][2], outs[1][2], rtol=1e-3, atol=1e-5)
 
 
 def test_vmapped_updates_equal_mapped_ones():
@@ -109,7 +109,7 @@ def test_vmapped_updates_equal_mapped_ones():
         outs.append(update(agent.init(jax.random.PRNGKey(0)), replay, jax.random.PRNGKey(5),
                            jnp.asarray(100)))
     chex.assert_trees_all_close(outs[0][0], outs[1][0], atol=3e-5)
-    chex.assert_trees_all_close(outs[0][1], outs[1][1], rtol=1e-3, atol=1e-5)
+    chex.assert_trees_all_close(outs[0][2], outs[1][2], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="update_mode='pmap'"):
         SeedStack(DrQV2Agent(CFG, SPEC), SEEDS, update_mode="pmap")
 
