@@ -18,6 +18,10 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
 
     ``groups``: the env is split into that many equal blocks of consecutive envs (one per
     vmapped seed, ``rl.agents.seed_stack``), each evaluated on its own episodes.
+    Each env's share of a group's episodes is fixed before any episode ends (the first
+    ``episodes % n`` of its ``n`` envs play one more than the others) and counted in the order
+    each env plays them. Taking the first episodes to finish instead would favour short ones
+    (e.g. Atari games lost quickly) whenever episode lengths vary.
     The eval env is reset at every call; it seeds its episodes itself, so a run that is resumed
     evaluates on the same episodes as an uninterrupted one.
     """
@@ -28,6 +32,9 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
     # committed like everything the jitted act returns, so act compiles once, not per carry kind
     carry = jax.device_put(agent.initial_carry(env.num_envs), jax.devices()[0])
     stats = [{"return": [], "length": [], "success": []} for _ in range(groups)]
+    position = np.arange(env.num_envs) % envs_per_group
+    quota = episodes // envs_per_group + (position < episodes % envs_per_group)
+    finished = np.zeros(env.num_envs, np.int64)
     frames = [ts.obs[0]] if record_video else None
     recording = record_video
     for _ in range(max_steps):
@@ -38,21 +45,22 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
         if recording:
             frames.append(ts.obs[0])
             recording = not ts.is_last[0]
-        for i in np.flatnonzero(ts.is_last):
+        for i in np.flatnonzero(ts.is_last & (finished < quota)):
+            finished[i] += 1
             group = stats[i // envs_per_group]
             group["return"].append(float(ts.info["episode_return"][i]))
             group["length"].append(float(ts.info["episode_length"][i]))
             if "episode_success" in ts.info:
                 group["success"].append(float(ts.info["episode_success"][i]))
-        if min(len(g["return"]) for g in stats) >= episodes:
+        if np.all(finished >= quota):
             break
     results = []
     for group in stats:
-        returns, lengths = group["return"][:episodes], group["length"][:episodes]
+        returns, lengths = group["return"], group["length"]
         result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
                   "episode_length": float(np.mean(lengths)), "episodes": float(len(returns))}
         if group["success"]:
-            result["success"] = float(np.mean(group["success"][:episodes]))
+            result["success"] = float(np.mean(group["success"]))
         results.append(result)
     video = np.stack(frames) if record_video else None
     return results, video

@@ -1,0 +1,68 @@
+"""rl/evaluate.py: which episodes an evaluation counts when episode lengths vary."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rl.envs.types import ActionSpec, EnvSpec
+from rl.envs.vector import VectorEnv
+from rl.evaluate import evaluate
+
+SPEC = EnvSpec("fixed_length", (4, 4, 1), ActionSpec.categorical(2))
+
+
+class FixedLengthEnv:
+    """Reward 1 per step; every episode lasts ``length`` steps (so its return is ``length``)."""
+
+    info_keys = ()
+
+    def __init__(self, length: int):
+        self.spec, self.length, self.t = SPEC, length, 0
+
+    def reset(self, seed):
+        self.t = 0
+        return np.zeros(SPEC.obs_shape, np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(SPEC.obs_shape, np.uint8), 1.0, self.t >= self.length, False, {}
+
+    def close(self):
+        pass
+
+
+class NullAgent:
+    def initial_carry(self, num_envs):
+        return jnp.zeros(num_envs)
+
+
+def null_act(state, carry, obs, is_first, key, step, explore):
+    return jnp.zeros(obs.shape[0], jnp.int32), carry
+
+
+def run(lengths, episodes, groups=1):
+    made = iter(lengths)
+    env = VectorEnv(lambda: FixedLengthEnv(next(made)), len(lengths), seed=0)
+    results, _ = evaluate(NullAgent(), null_act, None, env, episodes, jax.random.PRNGKey(0),
+                          jnp.asarray(0), groups=groups)
+    return results
+
+
+def test_every_env_contributes_its_fixed_share_not_the_fastest_episodes():
+    # env 0 ends after 2 steps, env 1 after 6: env 0 finishes twice before env 1 once, so
+    # counting the first two episodes to end would report 2.0 instead of (2 + 6) / 2
+    (result,) = run([2, 6], episodes=2)
+    assert result["return"] == pytest.approx(4.0)
+    assert result["episodes"] == 2
+    # 5 episodes on 2 envs: env 0 plays 3, env 1 plays 2 -> (3*2 + 2*6) / 5
+    (result,) = run([2, 6], episodes=5)
+    assert result["return"] == pytest.approx(18 / 5) and result["episode_length"] == pytest.approx(18 / 5)
+
+
+def test_groups_count_their_own_envs():
+    # two seed blocks of 2 envs each; block 1's envs are the slow ones
+    first, second = run([1, 3, 5, 7], episodes=3, groups=2)
+    assert first["return"] == pytest.approx((1 + 1 + 3) / 3)
+    assert second["return"] == pytest.approx((5 + 5 + 7) / 3)
+    assert first["episodes"] == second["episodes"] == 3
