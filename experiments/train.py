@@ -98,7 +98,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
              else ""))
     trainer = Trainer(agent=agent, env=train_env, eval_env=eval_env, cfg=loop_cfg,
                       seed=cfg.seed, logger=loggers, checkpointer=checkpointer,
-                      fingerprint=config_lib.fingerprint(cfg), num_seeds=cfg.num_seeds)
+                      fingerprint=config_lib.fingerprint(cfg), num_seeds=cfg.num_seeds,
+                      trace_dir=str(run_dir / "trace"))
     try:
         if resume_step is not None:
             trainer.restore()

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
+import time
 from typing import Any, Callable, Optional
 
 import jax
@@ -46,6 +49,8 @@ class LoopConfig:
     fuse_updates: bool = True             # K updates per call in one lax.scan, else K dispatches
     seed_updates: str = "map"             # num_seeds > 1: copies updated in turn (map) or vmapped
     progress: bool = True
+    trace_at_frames: int = 0              # >0: a profiler trace of trace_steps loop iterations
+    trace_steps: int = 100                # from this frame, into the run dir's trace/
 
     def validate(self) -> None:
         for name in ("frames", "update_every", "updates_per_call", "eval_episodes", "eval_envs",
@@ -57,7 +62,7 @@ class LoopConfig:
         if self.train_ratio is not None and self.train_ratio <= 0:
             raise ValueError(f"loop.train_ratio={self.train_ratio}; must be > 0")
         for name in ("warmup_frames", "eval_every_frames", "checkpoint_every_frames",
-                     "video_every_evals"):
+                     "video_every_evals", "trace_at_frames", "trace_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 0")
         if self.seed_updates not in UPDATE_MODES:
@@ -204,7 +209,7 @@ class Trainer:
     def __init__(self, *, agent: Agent, env: Any, eval_env: Any, cfg: LoopConfig, seed: int,
                  logger: Logger | list[Logger], checkpointer: Checkpointer | None,
                  fingerprint: str = "", print_fn: Callable[[str], None] = print,
-                 num_seeds: int = 1):
+                 num_seeds: int = 1, trace_dir: Optional[str] = None):
         cfg.validate()
         self.num_seeds = num_seeds
         self.loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
@@ -219,6 +224,8 @@ class Trainer:
             agent = SeedStack(agent, num_seeds, cfg.seed_updates)
         self.agent, self.env, self.eval_env, self.cfg = agent, env, eval_env, cfg
         self.checkpointer, self.fingerprint = checkpointer, fingerprint
+        self.trace = _LoopTrace(trace_dir, cfg.trace_at_frames // env.spec.action_repeat,
+                                cfg.trace_steps, print_fn) if cfg.trace_at_frames else None
         self.print = print_fn
         self.spec = env.spec
         self.total_envs = env.num_envs
@@ -330,6 +337,8 @@ class Trainer:
         if loop.step == 0 and cfg.eval_every_frames and cfg.eval_at_start:
             self._evaluate()
         while loop.step < total_steps:
+            if self.trace is not None:
+                self.trace.tick(loop.step, self.state)
             ts = self.timestep
             key_act, key_rand, key_update = self._step_keys()
             step = np.int32(loop.step)
@@ -444,6 +453,42 @@ class _EpisodeStats:
         for v in row.values():
             v.clear()
         return out
+
+
+class _LoopTrace:
+    """A jax.profiler trace of ``steps`` loop iterations from agent step ``start`` on (where
+    the step's time goes: act, update, replay add, env), with the wall clock per iteration."""
+
+    def __init__(self, trace_dir: Optional[str], start: int, steps: int,
+                 print_fn: Callable[[str], None]):
+        if trace_dir is None:
+            raise ValueError("loop.trace_at_frames > 0 needs a trace directory (the Trainer's "
+                             "trace_dir; experiments.train passes <run dir>/trace)")
+        self.dir, self.start, self.steps, self.print = trace_dir, start, steps, print_fn
+        self.iterations, self.t0, self.done = 0, 0.0, False
+
+    def tick(self, step: int, state: Any) -> None:
+        if self.done or step < self.start:
+            return
+        if self.iterations == 0:
+            jax.block_until_ready(state)
+            options = jax.profiler.ProfileOptions()
+            options.python_tracer_level = 0     # Python function events would slow the loop
+            jax.profiler.start_trace(self.dir, create_perfetto_trace=True,
+                                     profiler_options=options)
+            self.t0 = time.perf_counter()
+        elif self.iterations == self.steps:
+            jax.block_until_ready(state)
+            wall_ms = 1e3 * (time.perf_counter() - self.t0) / self.steps
+            jax.profiler.stop_trace()
+            self.done = True
+            with open(os.path.join(self.dir, "loop.json"), "w") as f:
+                json.dump({"start_step": self.start, "iterations": self.steps,
+                           "wall_ms_per_iteration": wall_ms}, f)
+            self.print(f"trace: {self.steps} loop iterations from step {self.start}, "
+                       f"{wall_ms:.2f} ms each, in {self.dir}")
+            return
+        self.iterations += 1
 
 
 def _next_multiple(value: int, every: int) -> int:

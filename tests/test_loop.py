@@ -127,3 +127,28 @@ def test_vmapped_seeds_log_apart_and_resume_exactly(tmp_path, monkeypatch):
     for k in range(2):
         assert (_comparable(read_metrics(interrupted / f"seed_{k}"))
                 == _comparable(logs[k]))
+
+
+def test_trace_covers_the_requested_iterations_and_summarises(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    train(_cfg(run, "loop.frames=60", "loop.trace_at_frames=30", "loop.trace_steps=4",
+               agent="rainbow_spr"))
+    loop = json.loads((run / "trace" / "loop.json").read_text())
+    assert loop["iterations"] == 4 and loop["wall_ms_per_iteration"] > 0
+    summary = subprocess.run([sys.executable, "results/scripts/loop_trace_summary.py",
+                              str(run / "trace")], capture_output=True, text=True, check=True,
+                             cwd=pathlib.Path(__file__).parents[1]).stdout
+    assert "4 loop iterations" in summary and "host events" in summary
+    # the host's events are listed (on the CPU backend the only ones: no device process)
+    assert summary.count(" calls ") >= 3, summary
+
+
+def test_trace_without_a_directory_is_refused():
+    from rl.loop import _LoopTrace
+
+    with pytest.raises(ValueError, match="trace_at_frames"):
+        _LoopTrace(None, 10, 4, print)

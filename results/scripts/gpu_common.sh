@@ -8,7 +8,7 @@ mkdir -p $RES
 
 run() {  # name, overrides...
   local name=$1; shift
-  echo "python -m experiments.train $* $COMMON" > $RES/$name.cmd
+  echo "${XLA_FLAGS:+XLA_FLAGS='$XLA_FLAGS' }python -m experiments.train $* $COMMON" > $RES/$name.cmd
   setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
     > $RES/$name.log 2>&1 < /dev/null &
 }
@@ -21,7 +21,10 @@ status() {  # progress and last evaluations of every run; packs logs and metrics
   done
   for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 4 | sed 's/\[eval\] //' | tr '\n' ' ')"; done
   grep -il "error\|traceback" $RES/*.log
-  tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints -C $RES .
+  for t in $RES/*/trace; do   # loop.trace_at_frames: summarised here, the raw trace stays behind
+    [ -f $t/loop.json ] && [ ! -f $t.txt ] && python results/scripts/loop_trace_summary.py $t > $t.txt
+  done
+  tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints --exclude=trace -C $RES .
 }
 
 parse_item() {  # "<kind>:<task>:<seed>" -> KIND, TASK, SEED; a malformed item stops the script

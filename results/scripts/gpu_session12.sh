@@ -4,12 +4,13 @@
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
 #   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 seeds from 1 (preset: vmapped)
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
-#   bash results/scripts/gpu_session12.sh profile    # SPR kernel counts under XLA flag variants
+#   SEEDS=3 bash results/scripts/gpu_session12.sh profile   # SPR kernel counts, XLA flag variants
+#   EXTRA="loop.trace_at_frames=40000" ... launch ...     # overrides added to every run
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 set -u
 FRAMES=${FRAMES:-250000}
 SEEDS=${SEEDS:-1}
-COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true"
+COMMON="logger.wandb_mode=disabled loop.progress=false loop.checkpoints=false env.parallel=true ${EXTRA:-}"
 source results/scripts/gpu_common.sh
 
 case "${1:-}" in
@@ -34,7 +35,7 @@ case "${1:-}" in
     i=0; for flags in "" "--xla_gpu_enable_command_buffer=" \
         "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL --xla_gpu_graph_min_graph_size=1"; do
       i=$((i + 1)); echo "XLA_FLAGS='$flags'"
-      XLA_FLAGS="$flags" python results/scripts/profile_spr.py --trace /tmp/trace_$i --seeds ${SEEDS:-3} \
+      XLA_FLAGS="$flags" python results/scripts/profile_spr.py --trace /tmp/trace_$i --seeds $SEEDS \
         2>&1 | grep -v "^WARNING"
     done ;;
   status) status ;;
