@@ -41,7 +41,9 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
         key, key_act = jax.random.split(key)
         action, carry = act(state, carry, jnp.asarray(ts.obs), jnp.asarray(ts.is_first),
                             key_act, step, explore=False)
-        ts = env.step(np.asarray(action))
+        # envs done with their share stop stepping: the tail of long episodes (Atari's cap
+        # is 27k steps) then costs only the envs still playing
+        ts = env.step(np.asarray(action), finished < quota)
         if recording:
             frames.append(ts.obs[0])
             recording = not ts.is_last[0]

@@ -66,3 +66,19 @@ def test_groups_count_their_own_envs():
     assert first["return"] == pytest.approx((1 + 1 + 3) / 3)
     assert second["return"] == pytest.approx((5 + 5 + 7) / 3)
     assert first["episodes"] == second["episodes"] == 3
+
+
+def test_envs_that_played_their_share_stop_stepping():
+    made = iter([2, 6])
+    env = VectorEnv(lambda: FixedLengthEnv(next(made)), 2, seed=0)
+    steps = [0, 0]
+    for i, e in enumerate(env._envs):   # count the steps each (in-process) env takes
+        def counted(action, e=e, i=i, step=e.step):
+            steps[i] += 1
+            return step(action)
+        e.step = counted
+    (result,), _ = evaluate(NullAgent(), null_act, None, env, 2, jax.random.PRNGKey(0),
+                           jnp.asarray(0))
+    assert result["return"] == pytest.approx(4.0)
+    # env 0's one episode takes 2 steps; it then waits while env 1 plays its 6
+    assert steps == [2, 6]

@@ -201,6 +201,36 @@ def test_workers_host_blocks_of_envs_and_match_in_process():
     serial.close()
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_inactive_envs_pause_and_resume_where_they_were(parallel):
+    make_fn = _toy("reach_discrete", episode_frames=3)
+    paused = VectorEnv(make_fn, num_envs=3, seed=2, parallel=parallel, workers=2)
+    alone = VectorEnv(make_fn, num_envs=3, seed=2)   # reference: env 1 never paused
+    first = paused.reset()
+    alone.reset()
+    rng = np.random.default_rng(1)
+    env1_actions = [_actions(alone.spec, 3, rng) for _ in range(5)]
+    held = paused.step(env1_actions[0])
+    reference = alone.step(env1_actions[0])
+    for _ in range(2):   # env 1 paused for two vector steps
+        ts = paused.step(env1_actions[1], active=np.array([True, False, True]))
+        np.testing.assert_array_equal(ts.obs[1], held.obs[1])
+        assert ts.reward[1] == 0 and not (ts.is_first[1] or ts.is_last[1] or ts.is_terminal[1])
+        assert ts.discount[1] == 1 and np.isnan(ts.info["episode_return"][1])
+    assert paused.episode_index[1] == 0 and len(paused.resume_state()["actions_per_env"][1]) == 1
+    for t in range(1, 5):   # env 1 goes on exactly as if it had never paused, resets included
+        ts = paused.step(env1_actions[t])
+        reference = alone.step(env1_actions[t])
+        np.testing.assert_array_equal(ts.obs[1], reference.obs[1])
+        assert (ts.reward[1], ts.is_first[1], ts.is_last[1]) == (
+            reference.reward[1], reference.is_first[1], reference.is_last[1])
+    with pytest.raises(ValueError, match=r"active must be a bool array of shape \(3,\), got int64"):
+        paused.step(env1_actions[0], active=np.array([1, 0, 1]))
+    assert first.is_first.all()
+    paused.close()
+    alone.close()
+
+
 @pytest.mark.parametrize("workers", [0, -1, True, 2.5])
 def test_bad_worker_counts_are_refused(workers):
     with pytest.raises(ValueError, match=f"workers must be a positive integer, got {workers!r}"):

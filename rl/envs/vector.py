@@ -138,6 +138,7 @@ class VectorEnv:
         self._length = np.zeros(n, np.int64)
         self._success_any = np.zeros(n, bool)
         self._success_frames = np.zeros(n, np.int64)
+        self._last_rows: list[dict[str, Any] | None] = [None] * n
         self._started = False
 
     # ------------------------------------------------------------------ workers
@@ -249,7 +250,16 @@ class VectorEnv:
         if "success_frames" in self.info_keys:
             stats["episode_success_frames"] = float(self._success_frames[i]) if last else nan
         row["info"].update(stats)
+        self._last_rows[i] = row
         return row
+
+    def _idle_row(self, i: int) -> dict[str, Any]:
+        """An env that was not stepped: its last observation and infos, reward 0, no
+        boundary, episode statistics NaN."""
+        last = self._last_rows[i]
+        info = {**last["info"], **{k: float("nan") for k in last["info"] if k.startswith("episode_")}}
+        return {**last, "reward": 0.0, "discount": 1.0, "is_first": False, "is_last": False,
+                "is_terminal": False, "info": info}
 
     def _batch(self, rows: Sequence[dict[str, Any]]) -> TimeStep:
         info = {}
@@ -292,15 +302,27 @@ class VectorEnv:
         self._started = True
         return self._batch([self._absorb(i, "reset", results[i]) for i in range(self.num_envs)])
 
-    def step_async(self, actions: np.ndarray) -> None:
-        """Starts one step of every env (an auto-reset for those whose episode ended)."""
+    def step_async(self, actions: np.ndarray, active: np.ndarray | None = None) -> None:
+        """Starts one step of every env (an auto-reset for those whose episode ended).
+
+        ``active`` (bool [N], default all): only those envs step; the others stay where they
+        are and ``step_wait`` repeats their last observation with reward 0 and no episode
+        boundary (evaluation stops stepping envs that have played their episodes)."""
         self._check_open()
         if not self._started:
             raise RuntimeError("call reset() (or restore()) before step_async()")
         if self._pending is not None:
             raise RuntimeError("step_async() called twice without step_wait()")
         actions = self._check_actions(actions)
-        commands = {i: self._plan(i, actions[i]) for i in range(self.num_envs)}
+        if active is None:
+            indices = range(self.num_envs)
+        else:
+            active = np.asarray(active)
+            if active.shape != (self.num_envs,) or active.dtype != bool:
+                raise ValueError(f"{self.spec.name}: active must be a bool array of shape "
+                                 f"({self.num_envs},), got {active.dtype} {active.shape}")
+            indices = np.flatnonzero(active).tolist()
+        commands = {i: self._plan(i, actions[i]) for i in indices}
         if self.parallel:
             self._send(commands)
         self._pending = commands
@@ -313,11 +335,11 @@ class VectorEnv:
             results = self._receive(commands)
         else:
             results = self._execute(commands)
-        return self._batch([self._absorb(i, commands[i][0], results[i])
-                            for i in range(self.num_envs)])
+        return self._batch([self._absorb(i, commands[i][0], results[i]) if i in commands
+                            else self._idle_row(i) for i in range(self.num_envs)])
 
-    def step(self, actions: np.ndarray) -> TimeStep:
-        self.step_async(actions)
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> TimeStep:
+        self.step_async(actions, active)
         return self.step_wait()
 
     def resume_state(self) -> dict[str, Any]:
