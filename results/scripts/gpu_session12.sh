@@ -2,6 +2,7 @@
 # GPU leases of sessions 12 and 13 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
 # Rainbow/SPR update benchmark and SPR runs on Atari-100k (issue 6). One process per item.
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
+#   FRAMES=200000 bash results/scripts/gpu_session12.sh launch repo:walker_walk:1 dreamer:walker_walk:1
 #   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 seeds from 1 (preset: vmapped)
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
 #   SEEDS=3 bash results/scripts/gpu_session12.sh profile   # SPR kernel counts, XLA flag variants
@@ -24,7 +25,11 @@ case "${1:-}" in
         spr|der) preset=$([ $KIND = spr ] && echo spr_atari100k || echo der_atari100k)
                  run ${KIND}_${TASK}_s${SEED}x$SEEDS experiment=$preset env=atari/$TASK seed=$SEED \
                    num_seeds=$SEEDS ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
-        *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der"; exit 2 ;;
+        repo) run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
+                "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256} ;;   # issue 4
+        dreamer) run dreamer_${TASK}_s$SEED experiment=repo_distracted_dmc_dreamer \
+                   ${dmc% agent.batch_size=256} ;;
+        *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der, repo, dreamer"; exit 2 ;;
       esac
     done
     sleep 45; tail -n 3 $RES/*.log ;;
