@@ -54,7 +54,7 @@ class LoopConfig:
 
     def validate(self) -> None:
         for name in ("frames", "update_every", "updates_per_call", "eval_episodes", "eval_envs",
-                     "log_every_frames", "replay_capacity"):
+                     "log_every_frames", "replay_capacity", "trace_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 1")
         if self.update_every_frames is not None and self.update_every_frames < 1:
@@ -62,7 +62,7 @@ class LoopConfig:
         if self.train_ratio is not None and self.train_ratio <= 0:
             raise ValueError(f"loop.train_ratio={self.train_ratio}; must be > 0")
         for name in ("warmup_frames", "eval_every_frames", "checkpoint_every_frames",
-                     "video_every_evals", "trace_at_frames", "trace_steps"):
+                     "video_every_evals", "trace_at_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 0")
         if self.seed_updates not in UPDATE_MODES:
@@ -381,6 +381,8 @@ class Trainer:
             if cfg.checkpoint_every_frames and loop.step >= next_ckpt:
                 next_ckpt = _next_multiple(loop.step, cfg.checkpoint_every_frames // self.action_repeat)
                 self.save()
+        if self.trace is not None:
+            self.trace.finish(self.state)
         self.save()
         final = self._last_eval
         if cfg.eval_every_frames and self._last_eval_step != loop.step:
@@ -468,6 +470,7 @@ class _LoopTrace:
         self.iterations, self.t0, self.done = 0, 0.0, False
 
     def tick(self, step: int, state: Any) -> None:
+        """Called at the top of every loop iteration."""
         if self.done or step < self.start:
             return
         if self.iterations == 0:
@@ -478,17 +481,22 @@ class _LoopTrace:
                                      profiler_options=options)
             self.t0 = time.perf_counter()
         elif self.iterations == self.steps:
-            jax.block_until_ready(state)
-            wall_ms = 1e3 * (time.perf_counter() - self.t0) / self.steps
-            jax.profiler.stop_trace()
-            self.done = True
-            with open(os.path.join(self.dir, "loop.json"), "w") as f:
-                json.dump({"start_step": self.start, "iterations": self.steps,
-                           "wall_ms_per_iteration": wall_ms}, f)
-            self.print(f"trace: {self.steps} loop iterations from step {self.start}, "
-                       f"{wall_ms:.2f} ms each, in {self.dir}")
-            return
+            return self.finish(state)
         self.iterations += 1
+
+    def finish(self, state: Any) -> None:
+        """Stops a running trace (also when the run ends first, with the iterations done)."""
+        if self.done or self.iterations == 0:
+            return
+        jax.block_until_ready(state)
+        wall_ms = 1e3 * (time.perf_counter() - self.t0) / self.iterations
+        jax.profiler.stop_trace()
+        self.done = True
+        with open(os.path.join(self.dir, "loop.json"), "w") as f:
+            json.dump({"start_step": self.start, "iterations": self.iterations,
+                       "wall_ms_per_iteration": wall_ms}, f)
+        self.print(f"trace: {self.iterations} loop iterations from step {self.start}, "
+                   f"{wall_ms:.2f} ms each, in {self.dir}")
 
 
 def _next_multiple(value: int, every: int) -> int:

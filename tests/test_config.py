@@ -81,6 +81,9 @@ def test_invalid_values_name_the_field():
     cfg = _compose("loop.update_every=0")
     with pytest.raises(ValueError, match="loop.update_every=0"):
         config_lib.loop_config(cfg).validate()
+    cfg = _compose("loop.trace_steps=0")   # a trace of 0 iterations would never stop
+    with pytest.raises(ValueError, match="loop.trace_steps=0; must be >= 1"):
+        config_lib.loop_config(cfg).validate()
     cfg = _compose("agent.batch_size=-1")
     with pytest.raises(ValueError, match="batch_size"):
         config_lib.agent_config(cfg)

@@ -152,3 +152,13 @@ def test_trace_without_a_directory_is_refused():
 
     with pytest.raises(ValueError, match="trace_at_frames"):
         _LoopTrace(None, 10, 4, print)
+
+
+def test_a_run_that_ends_mid_trace_stops_it_with_the_iterations_done(tmp_path):
+    import json
+
+    run = tmp_path / "run"   # toy: action repeat 1, one env; the trace starts at step 40
+    train(_cfg(run, "loop.frames=60", "loop.trace_at_frames=40", "loop.trace_steps=100",
+               agent="rainbow_spr"))
+    loop = json.loads((run / "trace" / "loop.json").read_text())
+    assert loop["start_step"] == 40 and loop["iterations"] == 20   # steps 40..59, not 100

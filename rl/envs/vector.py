@@ -257,7 +257,8 @@ class VectorEnv:
         """An env that was not stepped: its last observation and infos, reward 0, no
         boundary, episode statistics NaN."""
         last = self._last_rows[i]
-        info = {**last["info"], **{k: float("nan") for k in last["info"] if k.startswith("episode_")}}
+        info = {k: float("nan") if k.startswith("episode_") else v
+                for k, v in last["info"].items()}
         return {**last, "reward": 0.0, "discount": 1.0, "is_first": False, "is_last": False,
                 "is_terminal": False, "info": info}
 
