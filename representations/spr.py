@@ -200,11 +200,11 @@ class SPR:
     """SPR's own trainable parts on a conv encoder (transition model + predictor), as pure
     functions; the encoder and the projection belong to the agent and come in as callables."""
 
-    def __init__(self, cfg: SPRConfig, num_actions: int):
-        self.cfg = cfg
+    def __init__(self, cfg: SPRConfig, num_actions: int, conv: str = "xla"):
+        self.cfg = cfg   # conv: the agent's convolution implementation (its encoder's)
         self.transition = TransitionModel(num_actions, cfg.transition_channels,
                                           cfg.transition_norm, cfg.transition_residual,
-                                          cfg.renormalize)
+                                          cfg.renormalize, conv)
 
     def init(self, key: jax.Array, latent: jax.Array, projection_dim: int) -> Params:
         """``{"transition", "predictor"}`` for latents like ``latent [1, H, W, C]`` and

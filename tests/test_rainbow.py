@@ -453,3 +453,22 @@ def test_spr_learns_toy_reach_discrete(tmp_path):
     evals, final = _train_toy(tmp_path, "objective=spr", "agent.objective.horizon=3",
                               "agent.objective.transition_channels=16")
     assert final["return"] > max(evals[0], RANDOM_RETURN) + 12, (evals, final)
+
+
+def test_patch_convs_give_the_same_spr_update():
+    """conv="patches" (world_models/patch_conv.py) swaps the encoder's and SPR transition
+    model's convolutions: same parameters, and up to float error the same update."""
+    from representations.spr import SPRConfig
+    replay = make_replay(steps=24, num_envs=2, episode=4)
+    results = []
+    for impl in ("xla", "patches"):
+        agent = RainbowAgent(RainbowConfig.tiny(objective=SPRConfig(horizon=2), conv=impl,
+                                                batch_size=16), SPEC)
+        state0 = agent.init(jax.random.PRNGKey(0))
+        learn = jax.jit(functools.partial(learn_step, agent))
+        results.append((state0, *learn(state0, replay, jax.random.PRNGKey(1), jnp.asarray(0))))
+    (init_a, state_a, _, metrics_a), (init_b, state_b, _, metrics_b) = results
+    chex.assert_trees_all_equal(init_a, init_b)
+    assert float(metrics_a["spr/loss"]) > 0
+    chex.assert_trees_all_close(metrics_a, metrics_b, rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(state_a.params, state_b.params, rtol=1e-4, atol=1e-5)

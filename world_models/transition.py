@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from world_models.patch_conv import CONV_IMPLS, conv_module
+
 Params = Any
 NORMS = ("batch", "none")
 BATCH_NORM_EPS = 1e-5        # torch.nn.BatchNorm2d default
@@ -70,10 +72,11 @@ class BatchStatNorm(nn.Module):
         return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
 
 
-def _conv(features: int, in_channels: int, name: str) -> nn.Conv:
+def _conv(features: int, in_channels: int, name: str, impl: str) -> nn.Module:
     fan_in = 9 * in_channels
     init = _torch_uniform(fan_in)
-    return nn.Conv(features, (3, 3), padding="SAME", kernel_init=init, bias_init=init, name=name)
+    return conv_module(impl)(features, (3, 3), padding="SAME", kernel_init=init, bias_init=init,
+                             name=name)
 
 
 class ConvTransitionCell(nn.Module):
@@ -84,6 +87,7 @@ class ConvTransitionCell(nn.Module):
     norm: str = "batch"
     residual: bool = False
     renormalize: bool = True
+    conv: str = "xla"                    # world_models.patch_conv.CONV_IMPLS
 
     @nn.compact
     def __call__(self, latent: jax.Array, action: jax.Array) -> jax.Array:
@@ -96,10 +100,10 @@ class ConvTransitionCell(nn.Module):
         planes = jax.nn.one_hot(action, self.num_actions, dtype=latent.dtype)
         planes = jnp.broadcast_to(planes[:, None, None, :], (b, h, w, self.num_actions))
         x = jnp.concatenate([latent, planes], axis=-1)
-        x = nn.relu(_conv(self.hidden_channels, c + self.num_actions, "conv_0")(x))
+        x = nn.relu(_conv(self.hidden_channels, c + self.num_actions, "conv_0", self.conv)(x))
         if self.norm == "batch":
             x = BatchStatNorm(name="norm_0")(x)
-        x = _conv(c, self.hidden_channels, "conv_out")(x)
+        x = _conv(c, self.hidden_channels, "conv_out", self.conv)(x)
         if self.residual:
             x = x + latent
         x = nn.relu(x)
@@ -110,7 +114,7 @@ class TransitionModel:
     """SPR's transition model as pure functions: ``init``, ``step``, ``rollout``."""
 
     def __init__(self, num_actions: int, hidden_channels: int = 64, norm: str = "batch",
-                 residual: bool = False, renormalize: bool = True):
+                 residual: bool = False, renormalize: bool = True, conv: str = "xla"):
         if isinstance(num_actions, bool) or not isinstance(num_actions, int) or num_actions < 1:
             raise ValueError(f"TransitionModel.num_actions must be an int >= 1, got "
                              f"{num_actions!r}")
@@ -120,8 +124,11 @@ class TransitionModel:
                              f"{hidden_channels!r}")
         if norm not in NORMS:
             raise ValueError(f"TransitionModel.norm={norm!r}; valid: {list(NORMS)}")
+        if conv not in CONV_IMPLS:
+            raise ValueError(f"TransitionModel.conv={conv!r}; valid: {list(CONV_IMPLS)}")
         self.num_actions = num_actions
-        self.cell = ConvTransitionCell(num_actions, hidden_channels, norm, residual, renormalize)
+        self.cell = ConvTransitionCell(num_actions, hidden_channels, norm, residual, renormalize,
+                                       conv)
 
     def init(self, key: jax.Array, latent: jax.Array) -> Params:
         """Params for latents shaped like ``latent [B, H, W, C]`` (any B)."""

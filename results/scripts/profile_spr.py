@@ -2,6 +2,7 @@
 
     python results/scripts/profile_spr.py [--seeds 1 8] [--variants rainbow "spr K=5" fused]
     python results/scripts/profile_spr.py --trace /tmp/trace [--seeds 3]   # kernel counts
+    python results/scripts/profile_spr.py --seeds 1 3 --variants fused --conv xla patches
 
 ``--trace``: a profiler trace (Perfetto JSON) of 20 fused sample+update calls of SPR with
 ``--seeds[-1]`` vmapped seeds, summarised as device events per call, their summed duration
@@ -43,12 +44,14 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, help="names to run (default all)")
     parser.add_argument("--trace", default=None, help="directory for a profiler trace")
     parser.add_argument("--capacity", type=int, default=50_000, help="replay slots per seed")
+    parser.add_argument("--conv", nargs="+", default=["xla"], choices=["xla", "patches"],
+                        help="RainbowConfig.conv of the fused multi-seed calls and the trace")
     args = parser.parse_args()
     print(jax.devices()[0].device_kind, jax.__version__, flush=True)
     spec = EnvSpec("bench", (84, 84, 1), ActionSpec.categorical(6), action_repeat=4)
     key = jax.random.PRNGKey(0)
     if args.trace:
-        return trace_summary(spec, key, args.seeds[-1], args.capacity, args.trace)
+        return trace_summary(spec, key, args.seeds[-1], args.capacity, args.trace, args.conv[-1])
     replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, args.capacity, key, 1)
     step = jnp.asarray(10_000)
 
@@ -81,23 +84,25 @@ def main() -> None:
             timed(f"{name}: update, precision highest", lambda: update_hi(state, batch, key,
                                                                           step)[1])
     for num in args.seeds:
-        if num == 1:
+        if num == 1 and "fused" not in (args.variants or ()):
             continue
         rep = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, args.capacity, key, num)
-        agent = RainbowAgent(RainbowConfig(objective=SPRConfig()), spec)
-        for mode in ("vmap",):
-            timed(f"spr K=5 x{num} seeds {mode}: fused sample+update (2/call)",
-                  update_call(SeedStack(agent, num, update_mode=mode), rep, key, 2))
+        for conv in args.conv:
+            agent = RainbowAgent(RainbowConfig(objective=SPRConfig(), conv=conv), spec)
+            agent = agent if num == 1 else SeedStack(agent, num, update_mode="vmap")
+            timed(f"spr K=5 x{num} seeds vmapped, conv={conv}: fused sample+update (2/call)",
+                  update_call(agent, jax.tree.map(jnp.copy, rep), key, 2))
 
 
-def trace_summary(spec, key, seeds: int, capacity: int, log_dir: str, calls: int = 20) -> None:
+def trace_summary(spec, key, seeds: int, capacity: int, log_dir: str, conv: str = "xla",
+                  calls: int = 20) -> None:
     import collections
     import glob
     import gzip
     import json
 
     replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, capacity, key, seeds)
-    agent = RainbowAgent(RainbowConfig(objective=SPRConfig()), spec)
+    agent = RainbowAgent(RainbowConfig(objective=SPRConfig(), conv=conv), spec)
     agent = agent if seeds == 1 else SeedStack(agent, seeds, update_mode="vmap")
     call = update_call(agent, replay, key, 2)
     jax.block_until_ready(call())          # compile outside the trace
@@ -118,7 +123,7 @@ def trace_summary(spec, key, seeds: int, capacity: int, log_dir: str, calls: int
     total = collections.Counter()
     for e in spans:
         total[e["name"]] += e.get("dur", 0.0)
-    print(f"SPR x{seeds} seeds, 2 fused updates per call: wall {wall_ms:.2f} ms per call; "
+    print(f"SPR x{seeds} seeds, conv={conv}, 2 fused updates per call: wall {wall_ms:.2f} ms per call; "
           f"{len(spans) / calls:.0f} device events per call summing to "
           f"{sum(total.values()) / 1e3 / calls:.2f} ms ({sorted(n for _, n in names if n)})")
     for name, us in total.most_common(15):

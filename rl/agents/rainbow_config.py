@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 from rl.agents.drqv2_schedule import parse_schedule
+from world_models.patch_conv import CONV_IMPLS
 
 PADDINGS = ("VALID", "SAME")
 
@@ -35,6 +36,10 @@ class RainbowConfig:
     encoder_kernels: tuple[int, ...] = (8, 4, 3)
     encoder_strides: tuple[int, ...] = (4, 2, 1)
     encoder_padding: str = "VALID"
+    # convolutions (encoder, SPR's transition model): "xla" (cuDNN on GPU) or "patches" (strided
+    # slices + matmul: the same function, but vmapped seeds give batched matmuls instead of
+    # grouped convolutions; world_models/patch_conv.py)
+    conv: str = "xla"
     renormalize: bool = True             # per-sample min-max of the encoder output (SPR)
     hidden_dim: int = 256                # per stream of the dueling head
     dueling: bool = True
@@ -100,6 +105,8 @@ class RainbowConfig:
         if self.encoder_padding not in PADDINGS:
             raise ValueError(f"RainbowConfig.encoder_padding={self.encoder_padding!r}; valid: "
                              f"{list(PADDINGS)}")
+        if self.conv not in CONV_IMPLS:
+            raise ValueError(f"RainbowConfig.conv={self.conv!r}; valid: {list(CONV_IMPLS)}")
         for name in ("per_beta_schedule", "epsilon_schedule"):   # bad strings fail here
             try:
                 parse_schedule(getattr(self, name))

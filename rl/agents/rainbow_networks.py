@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rl.agents.rainbow_config import RainbowConfig
+from world_models.patch_conv import conv_module
 from world_models.transition import renormalize  # SPR's per-sample min-max to [0, 1]
 from rl.augment import intensity, random_shift
 
@@ -88,14 +89,16 @@ class NatureEncoder(nn.Module):
     strides: Sequence[int] = (4, 2, 1)
     padding: str = "VALID"
     renormalize: bool = True
+    conv: str = "xla"                    # world_models.patch_conv.CONV_IMPLS
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
         if images.ndim != 4:
             raise ValueError(f"NatureEncoder expects images [B, H, W, C], got {images.shape}")
         x = images.astype(jnp.float32)
+        conv = conv_module(self.conv)
         for i, (c, k, s) in enumerate(zip(self.channels, self.kernels, self.strides)):
-            x = nn.Conv(c, (k, k), strides=(s, s), padding=self.padding,
+            x = conv(c, (k, k), strides=(s, s), padding=self.padding,
                         kernel_init=nn.initializers.xavier_uniform(),
                         bias_init=nn.initializers.zeros, name=f"conv_{i}")(x)
             x = nn.relu(x)
@@ -168,7 +171,8 @@ class RainbowNetworks:
         self.cfg, self.num_actions = cfg, num_actions
         self.net = QNetwork(
             NatureEncoder(tuple(cfg.encoder_channels), tuple(cfg.encoder_kernels),
-                          tuple(cfg.encoder_strides), cfg.encoder_padding, cfg.renormalize),
+                          tuple(cfg.encoder_strides), cfg.encoder_padding, cfg.renormalize,
+                          cfg.conv),
             C51Head(num_actions, cfg.num_atoms, cfg.hidden_dim, cfg.dueling,
                     cfg.noisy_sigma0 if cfg.noisy else 0.0))
         self.support = jnp.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms, dtype=jnp.float32)

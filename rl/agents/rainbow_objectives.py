@@ -28,7 +28,7 @@ def spr_hooks(cfg: SPRConfig, nets: RainbowNetworks) -> RainbowHooks:
         raise ValueError(f"objective=spr with agent=rainbow supports target_ema=0 (the online "
                          f"network under stop-gradient, SPR's augmented setting), got "
                          f"{cfg.target_ema!r}")
-    spr = SPR(cfg, nets.num_actions)
+    spr = SPR(cfg, nets.num_actions, nets.cfg.conv)
     streams = 2 if nets.cfg.dueling else 1
 
     def init(key: jax.Array, latent: jax.Array) -> Any:
