@@ -90,7 +90,8 @@ def main() -> None:
         for conv in args.conv:
             agent = RainbowAgent(RainbowConfig(objective=SPRConfig(), conv=conv), spec)
             agent = agent if num == 1 else SeedStack(agent, num, update_mode="vmap")
-            timed(f"spr K=5 x{num} seeds vmapped, conv={conv}: fused sample+update (2/call)",
+            label = f"spr K=5 x{num} seeds{' vmapped' if num > 1 else ''}, conv={conv}"
+            timed(f"{label}: fused sample+update (2/call)",
                   update_call(agent, jax.tree.map(jnp.copy, rep), key, 2))
 
 

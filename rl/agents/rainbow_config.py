@@ -36,10 +36,11 @@ class RainbowConfig:
     encoder_kernels: tuple[int, ...] = (8, 4, 3)
     encoder_strides: tuple[int, ...] = (4, 2, 1)
     encoder_padding: str = "VALID"
-    # convolutions (encoder, SPR's transition model): "xla" (cuDNN on GPU) or "patches" (strided
-    # slices + matmul: the same function, but vmapped seeds give batched matmuls instead of
-    # grouped convolutions; world_models/patch_conv.py)
-    conv: str = "xla"
+    # convolutions (encoder, SPR's transition model): "patches" (strided slices + one matmul;
+    # vmapped seeds get batched matmuls, not grouped convolutions) or "xla" (lax.conv, cuDNN).
+    # The same function; patches is faster (H200, fused SPR step: 3 seeds 8.73 -> 5.45 ms, 1
+    # seed 3.85 -> 3.26 ms; results/README.md, session 15). world_models/patch_conv.py
+    conv: str = "patches"
     renormalize: bool = True             # per-sample min-max of the encoder output (SPR)
     hidden_dim: int = 256                # per stream of the dueling head
     dueling: bool = True
