@@ -1,6 +1,8 @@
 # Sourced by the results/scripts/gpu_*.sh scripts on the device machine (repo root, .device/
 # carried): installs the bundle and defines run(), which starts one training process that
 # outlives the device call, and status(). Set COMMON (overrides added to every run) before calling run.
+# The device is released 30 s after a call returns: chain the next call at once (session 15 lost
+# two runs to a slow follow-up), e.g. `sleep 530; bash results/scripts/gpu_session12.sh status`.
 source .device/activate.sh
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
 RES=/tmp/res
