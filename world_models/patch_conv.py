@@ -23,13 +23,6 @@ CONV_IMPLS = ("xla", "patches")
 PADDINGS = ("VALID", "SAME")
 
 
-def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow/XLA "SAME": output ceil(size / stride), extra padding at the end."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
                     padding: str) -> jax.Array:
     """``[B, H, W, C] -> [B, H', W', kh*kw*C]``, features ordered (row, column, channel) like a
@@ -37,9 +30,9 @@ def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[
     if padding not in PADDINGS:
         raise ValueError(f"padding={padding!r}; valid: {list(PADDINGS)}")
     (kh, kw), (sh, sw) = kernel_size, strides
-    if padding == "SAME":
-        x = jnp.pad(x, ((0, 0), _same_pads(x.shape[1], kh, sh), _same_pads(x.shape[2], kw, sw),
-                        (0, 0)))
+    if padding == "SAME":   # lax's own pads, so the windows are lax.conv's
+        x = jnp.pad(x, ((0, 0), *jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), (sh, sw),
+                                                          "SAME"), (0, 0)))
     out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
     if out_h < 1 or out_w < 1:
         raise ValueError(f"a {kh}x{kw} kernel does not fit a {x.shape[1]}x{x.shape[2]} input")

@@ -9,9 +9,7 @@ import dataclasses
 from typing import Any
 
 from rl.agents.drqv2_schedule import parse_schedule
-from world_models.patch_conv import CONV_IMPLS
-
-PADDINGS = ("VALID", "SAME")
+from world_models.patch_conv import CONV_IMPLS, PADDINGS
 
 
 @dataclasses.dataclass(frozen=True)
