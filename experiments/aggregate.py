@@ -226,25 +226,48 @@ def by_method(runs: Sequence[RunScore]) -> dict[str, list[RunScore]]:
     return out
 
 
-def hns_matrix(runs: Sequence[RunScore]) -> tuple[tuple[str, ...], np.ndarray]:
+def hns_matrix(runs: Sequence[RunScore], runs_per_game: int | str | None = None
+               ) -> tuple[tuple[str, ...], np.ndarray]:
     """One method's HNS as rliable wants it: ``[runs, games]``, games in benchmark order.
 
-    Every game needs the same number of runs; runs are paired by their order within a game
-    (sorted by seed), which the stratified bootstrap ignores (it resamples runs per game).
+    The stratified bootstrap needs the same number of runs in every game. ``runs_per_game``:
+    ``None`` requires it; an int ``n`` takes each game's first ``n`` runs (sorted by seed) and
+    needs at least ``n`` in every game; ``"min"`` takes the smallest count. Runs are paired by
+    their order within a game, which the bootstrap ignores (it resamples runs per game).
     """
     methods = {r.method for r in runs}
     if len(methods) != 1:
         raise ValueError(f"hns_matrix takes the runs of one method, got {sorted(methods)}")
+    method = methods.pop()
     per_game: dict[str, list[RunScore]] = {}
     for r in runs:
         per_game.setdefault(r.game, []).append(r)
     counts = {g: len(v) for g, v in per_game.items()}
-    if len(set(counts.values())) != 1:
-        raise ValueError(f"method {methods.pop()!r}: every game needs the same number of runs "
-                         f"for the stratified bootstrap; runs per game: {counts}")
+    n = _runs_per_game(method, counts, runs_per_game)
     games = tuple(g for g in atari100k.GAMES if g in per_game)
-    columns = [[r.hns for r in sorted(per_game[g], key=lambda r: str(r.seed))] for g in games]
+    columns = [[r.hns for r in sorted(per_game[g], key=lambda r: str(r.seed))[:n]]
+               for g in games]
     return games, np.array(columns, dtype=np.float64).T
+
+
+def _runs_per_game(method: str, counts: dict[str, int], wanted: int | str | None) -> int:
+    if wanted is None:
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"method {method!r}: every game needs the same number of runs "
+                             f"for the stratified bootstrap; runs per game: {counts}. Pass "
+                             f"runs_per_game (--runs-per-game) 'min' or a number to use each "
+                             f"game's first runs by seed")
+        return next(iter(counts.values()))
+    if wanted == "min":
+        return min(counts.values())
+    if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
+        raise ValueError(f"runs_per_game must be None, 'min' or a positive integer, "
+                         f"got {wanted!r}")
+    short = {g: c for g, c in counts.items() if c < wanted}
+    if short:
+        raise ValueError(f"method {method!r}: runs_per_game={wanted} but these games have "
+                         f"fewer runs: {short}")
+    return wanted
 
 
 def _aggregate_fn():
@@ -296,7 +319,7 @@ def interval_estimates(matrix: np.ndarray, reps: int = 50_000, seed: int = 0,
 class MethodResult:
     method: str
     games: tuple[str, ...]
-    runs_per_game: int
+    runs_per_game: int                  # runs per game behind the aggregates
     frames: int
     episodes: tuple[int, ...]           # distinct evaluation-episode counts (empty: unknown)
     scores: dict[str, np.ndarray]       # game -> raw final scores, sorted by seed
@@ -304,15 +327,17 @@ class MethodResult:
 
 
 def aggregate(runs: Sequence[RunScore], reps: int = 50_000, seed: int = 0,
-              confidence: float = 0.95) -> list[MethodResult]:
-    """One ``MethodResult`` per method; a method's runs must share one frame budget."""
+              confidence: float = 0.95, runs_per_game: int | str | None = None
+              ) -> list[MethodResult]:
+    """One ``MethodResult`` per method; a method's runs must share one frame budget. The
+    per-game scores keep every run; the aggregates use ``runs_per_game`` (see ``hns_matrix``)."""
     results = []
     for method, mruns in by_method(runs).items():
         frames = sorted({r.frames for r in mruns})
         if len(frames) != 1:
             raise ValueError(f"method {method!r}: runs at different budgets {frames} frames; "
                              f"aggregate one budget at a time")
-        games, matrix = hns_matrix(mruns)
+        games, matrix = hns_matrix(mruns, runs_per_game)
         scores = {g: np.array([r.score for r in sorted(mruns, key=lambda r: str(r.seed))
                                if r.game == g]) for g in games}
         episodes = tuple(sorted({r.episodes for r in mruns if r.episodes is not None}))
@@ -348,6 +373,11 @@ def render_markdown(results: Sequence[MethodResult], confidence: float = 0.95,
         if res.episodes and res.episodes != (protocol.eval_episodes,):
             notes.append(f"eval episodes {', '.join(map(str, res.episodes))} "
                          f"(protocol {protocol.eval_episodes})")
+        counts = sorted({len(s) for s in res.scores.values()})
+        if counts != [res.runs_per_game]:
+            spread = f"{counts[0]}–{counts[-1]}" if len(counts) > 1 else f"{counts[0]}"
+            notes.append(f"the aggregates use each game's first {res.runs_per_game} run(s) by "
+                         f"seed, the per-game rows all {spread}")
         lines.append(f"- `{res.method}`: {len(res.games)}/{len(atari100k.GAMES)} games, "
                      f"{res.runs_per_game} run(s) per game, {res.frames:,} frames"
                      + (f" ({'; '.join(notes)})" if notes else ""))
@@ -435,6 +465,15 @@ def write_outputs(out: str | pathlib.Path, runs: Sequence[RunScore],
     return paths
 
 
+def _runs_per_game_arg(text: str) -> int | str:
+    if text == "min":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'min' or an integer, got {text!r}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run directories, score JSON files, or globs")
@@ -446,9 +485,12 @@ def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
     parser.add_argument("--reps", type=int, default=50_000, help="bootstrap replications")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--runs-per-game", type=_runs_per_game_arg, default=None,
+                        help="games with unequal runs: 'min' or N uses each game's first runs "
+                             "by seed for the aggregates (default: all, equal counts required)")
     args = parser.parse_args(argv)
     runs = load_runs(args.runs, args.method)
-    results = aggregate(runs, args.reps, args.seed, args.confidence)
+    results = aggregate(runs, args.reps, args.seed, args.confidence, args.runs_per_game)
     paths = write_outputs(args.out, runs, results, args.confidence, args.reps)
     for r in results:
         iqm, lo, hi = r.aggregates["IQM"]

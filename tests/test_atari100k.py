@@ -90,6 +90,26 @@ def test_aggregates_hand_checked():
     assert identical["IQM"] == pytest.approx((0.4, 0.4, 0.4))
 
 
+def test_unequal_runs_per_game_use_each_games_first_runs():
+    runs = _runs()[:3]                      # Boxing seeds 1, 2; Pong seed 1
+    games, matrix = agg.hns_matrix(runs, runs_per_game="min")
+    assert games == ("Boxing", "Pong")
+    np.testing.assert_allclose(matrix, [[0.0, 0.5]], atol=1e-12)   # seed 1 of each game
+    np.testing.assert_allclose(agg.hns_matrix(runs, runs_per_game=1)[1], matrix)
+    (res,) = agg.aggregate(runs, reps=20, runs_per_game="min")
+    assert res.runs_per_game == 1 and len(res.scores["Boxing"]) == 2   # the table keeps both
+    assert res.aggregates["Mean"][0] == pytest.approx(0.25)
+    text = agg.render_markdown([res], reps=20)
+    assert "first 1 run(s) by seed, the per-game rows all 1–2" in text
+    assert "| Boxing | 6.1 ± 6.0 |" in text
+    with pytest.raises(ValueError, match=r"runs_per_game=2 but these games have fewer runs: "
+                                         r"\{'Pong': 1\}"):
+        agg.hns_matrix(runs, runs_per_game=2)
+    with pytest.raises(ValueError, match="runs_per_game must be None, 'min' or a positive "
+                                         "integer, got 'max'"):
+        agg.hns_matrix(runs, runs_per_game="max")
+
+
 def _fake_run(root, name, game, seed, ret, frames=400_000, num_seeds=1, objective=None):
     run = root / name
     run.mkdir(parents=True)
