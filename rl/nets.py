@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from world_models.patch_conv import conv_module
+
 RELU_GAIN = math.sqrt(2.0)   # torch.nn.init.calculate_gain('relu')
 TORCH_LAYERNORM_EPS = 1e-5   # torch.nn.LayerNorm default (flax's default is 1e-6)
 
@@ -68,19 +70,22 @@ class ConvEncoder(nn.Module):
 
     ``x / 255 - 0.5``, then conv(3x3, stride 2) and ``num_layers - 1`` conv(3x3, stride 1),
     each with ReLU and VALID padding, then flatten: 84x84 input -> 35x35x32 = 39,200 features.
+    ``conv="patches"`` computes the same convolutions as slices and matmuls (``PatchConv``).
     """
 
     channels: int = 32
     num_layers: int = 4
     dtype: jnp.dtype = jnp.float32   # compute dtype (bfloat16: faster); parameters stay float32
+    conv: str = "xla"                # "xla" (flax Conv, cuDNN) | "patches" (PatchConv)
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
         if images.ndim != 4:
             raise ValueError(f"ConvEncoder expects images [B, H, W, C], got shape {images.shape}")
+        conv = conv_module(self.conv)
         x = images.astype(jnp.float32) / 255.0 - 0.5
         for i in range(self.num_layers):
-            x = nn.Conv(self.channels, (3, 3), strides=(2, 2) if i == 0 else (1, 1),
+            x = conv(self.channels, (3, 3), strides=(2, 2) if i == 0 else (1, 1),
                         padding="VALID", kernel_init=nn.initializers.orthogonal(RELU_GAIN),
                         bias_init=nn.initializers.zeros, dtype=self.dtype,
                         param_dtype=jnp.float32, name=f"conv_{i}")(x)

@@ -76,3 +76,43 @@ def test_patch_conv_bad_inputs_are_named():
     with pytest.raises(ValueError, match="RainbowConfig.conv='fast'"):
         RainbowConfig(conv="fast")
 
+
+
+def test_patch_conv_follows_the_compute_dtype_like_flax_conv():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 3))
+    reference = nn.Conv(4, (3, 3), strides=(2, 2), padding="VALID", dtype=jnp.bfloat16)
+    params = reference.init(jax.random.PRNGKey(1), x)
+    ours = PatchConv(4, (3, 3), strides=(2, 2), padding="VALID", dtype=jnp.bfloat16)
+    chex.assert_trees_all_equal_dtypes(ours.init(jax.random.PRNGKey(1), x), params)  # f32
+    want, got = reference.apply(params, x), ours.apply(params, x)
+    chex.assert_type(got, jnp.bfloat16)
+    chex.assert_trees_all_close(got.astype(jnp.float32), want.astype(jnp.float32), atol=0.05)
+
+
+@pytest.mark.parametrize("encoder", ["drqv2", "world_model"])
+def test_encoders_give_the_same_embeddings_with_either_conv(encoder):
+    from rl.nets import ConvEncoder as DrQV2Encoder
+    from world_models.conv import ConvEncoder as WorldModelEncoder
+
+    if encoder == "drqv2":
+        images = jax.random.randint(jax.random.PRNGKey(0), (2, 21, 21, 3), 0, 255).astype(
+            jnp.uint8)
+        make = lambda conv: DrQV2Encoder(channels=4, num_layers=2, conv=conv)
+    else:
+        images = jax.random.uniform(jax.random.PRNGKey(0), (2, 3, 32, 32, 3)) - 0.5
+        make = lambda conv: WorldModelEncoder(depth=4, kernels=(4, 4, 4), conv=conv)
+    params = make("xla").init(jax.random.PRNGKey(1), images)
+    chex.assert_trees_all_equal_shapes(make("patches").init(jax.random.PRNGKey(1), images),
+                                       params)
+    chex.assert_trees_all_close(make("patches").apply(params, images),
+                                make("xla").apply(params, images), atol=1e-5)
+
+
+def test_encoder_conv_choices_are_checked_by_name():
+    from rl.agents.drqv2_config import DrQV2Config
+    from world_models.config import WorldModelConfig
+
+    with pytest.raises(ValueError, match=r"encoder_conv='cudnn'; valid: \['xla', 'patches'\]"):
+        DrQV2Config(encoder_conv="cudnn")
+    with pytest.raises(ValueError, match=r"encoder_conv='cudnn'; valid: \['xla', 'patches'\]"):
+        WorldModelConfig(encoder_conv="cudnn")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from world_models.patch_conv import CONV_IMPLS
+
 LATENTS = ("gaussian", "categorical")
 REWARD_HEADS = ("gaussian", "twohot")
 IMAGE_SCALES = ("centered", "symmetric", "unit")
@@ -35,6 +37,7 @@ class WorldModelConfig:
     image_scale: str = "centered"     # "centered" [-0.5,0.5] | "symmetric" [-1,1] | "unit" [0,1]
     cnn_depth: int = 32
     cnn_act: str = "relu"
+    encoder_conv: str = "xla"         # "xla" (cuDNN) | "patches" (slices + matmul, PatchConv)
     encoder_kernels: tuple[int, ...] = (4, 4, 4, 4)   # stride 2, VALID: 64 -> 31 -> 14 -> 6 -> 2
     decoder_kernels: tuple[int, ...] = (5, 5, 6, 6)   # stride 2, VALID: 1 -> 5 -> 13 -> 30 -> 64
     decoder: bool = True              # build the decoder (a probe for objectives without recon)
@@ -53,6 +56,7 @@ class WorldModelConfig:
         _check_choice("latent", self.latent, LATENTS)
         _check_choice("reward_head", self.reward_head, REWARD_HEADS)
         _check_choice("image_scale", self.image_scale, IMAGE_SCALES)
+        _check_choice("encoder_conv", self.encoder_conv, CONV_IMPLS)
         for name in ("deter", "stoch", "hidden", "cnn_depth", "head_units", "classes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"WorldModelConfig.{name}={getattr(self, name)}; must be >= 1")

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from world_models.mlp import activation
+from world_models.patch_conv import conv_module
 
 STRIDE = 2
 # How uint8 pixels map to model inputs/targets. Dreamer-v1: "centered"; RePo port: "symmetric";
@@ -87,6 +88,7 @@ class ConvEncoder(nn.Module):
     depth: int = 32
     kernels: tuple[int, ...] = (4, 4, 4, 4)
     act: str = "relu"
+    conv: str = "xla"      # "xla" (flax Conv, cuDNN) | "patches" (PatchConv: slices + matmul)
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -94,7 +96,7 @@ class ConvEncoder(nn.Module):
         encoder_embed_size(image_shape, self.depth, self.kernels)   # clear error if too small
         x = images.reshape((-1,) + image_shape)
         for i, k in enumerate(self.kernels):
-            x = nn.Conv(self.depth * 2 ** i, (k, k), strides=(STRIDE, STRIDE), padding="VALID",
+            x = conv_module(self.conv)(self.depth * 2 ** i, (k, k), strides=(STRIDE, STRIDE), padding="VALID",
                         name=f"conv_{i}")(x)
             x = activation(self.act)(x)
         return x.reshape(lead + (-1,))

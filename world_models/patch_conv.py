@@ -13,7 +13,7 @@ checkpoints stay interchangeable. The cost: the patches are materialised (kh*kw 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -51,21 +51,26 @@ class PatchConv(nn.Module):
     padding: str = "SAME"
     kernel_init: Callable = nn.linear.default_kernel_init
     bias_init: Callable = nn.initializers.zeros
+    dtype: Any = None                 # compute dtype; None: promoted from input and parameters
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"PatchConv expects [B, H, W, C], got shape {x.shape}")
         kh, kw = self.kernel_size
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
-        bias = self.param("bias", self.bias_init, (self.features,))
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features),
+                            self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         patches = extract_patches(x, self.kernel_size, self.strides, self.padding)
         return patches @ kernel.reshape(-1, self.features) + bias
 
 
 def conv_module(impl: str) -> type[nn.Module]:
     """The conv class for ``impl``: ``"xla"`` (``flax.linen.Conv``, cuDNN on GPU) or
-    ``"patches"`` (``PatchConv``); both take ``features, kernel_size, strides, padding``."""
+    ``"patches"`` (``PatchConv``); both take ``features, kernel_size, strides, padding``,
+    ``kernel_init, bias_init, dtype, param_dtype``."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"conv={impl!r}; valid: {list(CONV_IMPLS)}")
     return nn.Conv if impl == "xla" else PatchConv

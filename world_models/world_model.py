@@ -55,7 +55,8 @@ class WorldModel:
             self._action_box = (float(act.low), float(act.high))
         self.embed_size = conv.encoder_embed_size(self.image_shape, cfg.cnn_depth,
                                                   cfg.encoder_kernels)
-        self.encoder = conv.ConvEncoder(cfg.cnn_depth, cfg.encoder_kernels, cfg.cnn_act)
+        self.encoder = conv.ConvEncoder(cfg.cnn_depth, cfg.encoder_kernels, cfg.cnn_act,
+                                        cfg.encoder_conv)
         self.decoder = None
         if cfg.decoder:
             conv.check_decoder(self.image_shape, cfg.decoder_kernels)

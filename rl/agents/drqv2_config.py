@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any
 
 from rl.agents.drqv2_schedule import parse_schedule
+from world_models.patch_conv import CONV_IMPLS
 
 ENCODER_DTYPES = ("float32", "bfloat16")
 
@@ -26,6 +27,7 @@ class DrQV2Config:
     encoder_layers: int = 4
     shift_pad: int = 4                   # random-shift augmentation padding
     encoder_dtype: str = "float32"       # conv compute dtype: "float32" (official) | "bfloat16"
+    encoder_conv: str = "xla"            # "xla" (cuDNN) | "patches" (slices + matmul, PatchConv)
     # a representation objective's config with .name (``objective=taco``); None: plain DrQ-v2
     objective: Any = None
 
@@ -51,6 +53,9 @@ class DrQV2Config:
         if self.encoder_dtype not in ENCODER_DTYPES:
             raise ValueError(f"DrQV2Config.encoder_dtype={self.encoder_dtype!r}; valid: "
                              f"{list(ENCODER_DTYPES)}")
+        if self.encoder_conv not in CONV_IMPLS:
+            raise ValueError(f"DrQV2Config.encoder_conv={self.encoder_conv!r}; valid: "
+                             f"{list(CONV_IMPLS)}")
         parse_schedule(self.stddev_schedule)   # fail at construction on a bad string
 
     @classmethod

@@ -63,7 +63,7 @@ class DrQV2Networks(NamedTuple):
 def make_networks(cfg: DrQV2Config, action_dim: int) -> DrQV2Networks:
     return DrQV2Networks(
         encoder=ConvEncoder(cfg.encoder_channels, cfg.encoder_layers,
-                            dtype=jnp.dtype(cfg.encoder_dtype)),
+                            dtype=jnp.dtype(cfg.encoder_dtype), conv=cfg.encoder_conv),
         actor=Actor(action_dim, cfg.feature_dim, cfg.hidden_dim),
         critic=Critic(cfg.feature_dim, cfg.hidden_dim),
     )
