@@ -29,7 +29,9 @@ status() {  # progress and last evaluations of every run; packs logs and metrics
   tar czf $OUT/res.tgz --exclude=videos --exclude=checkpoints --exclude=trace -C $RES .
 }
 
-parse_item() {  # "<kind>:<task>:<seed>" -> KIND, TASK, SEED; a malformed item stops the script
-  KIND=${1%%:*}; local rest=${1#*:}; TASK=${rest%%:*}; SEED=${rest#*:}
-  [[ $SEED =~ ^[0-9]+$ ]] || { echo "bad item '$1'; expected <kind>:<task>:<seed>"; exit 2; }
+parse_item() {  # "<kind>:<task>:<seed>[x<count>]" -> KIND, TASK, SEED, COUNT (empty without
+  # "x<count>": the script's default); a malformed item stops the script
+  KIND=${1%%:*}; local rest=${1#*:}; TASK=${rest%%:*}; SEED=${rest#*:}; COUNT=
+  [[ $SEED =~ ^[0-9]+x[1-9][0-9]*$ ]] && { COUNT=${SEED#*x}; SEED=${SEED%x*}; }
+  [[ $SEED =~ ^[0-9]+$ ]] || { echo "bad item '$1'; expected <kind>:<task>:<seed>[x<count>]"; exit 2; }
 }

@@ -4,6 +4,7 @@
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
 #   FRAMES=200000 bash results/scripts/gpu_session12.sh launch repo:walker_walk:1 dreamer:walker_walk:1
 #   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 seeds from 1 (preset: vmapped)
+#   bash results/scripts/gpu_session12.sh launch spr:MsPacman:1x3 spr:Kangaroo:3x1   # per-item seed counts
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
 #   SEEDS=3 bash results/scripts/gpu_session12.sh profile   # SPR kernel counts, XLA flag variants
 #   EXTRA="loop.trace_at_frames=40000" ... launch ...     # overrides added to every run
@@ -18,13 +19,16 @@ case "${1:-}" in
   launch)
     shift; for item in "$@"; do
       parse_item "$item"
+      [[ -n $COUNT && $KIND != spr && $KIND != der ]] && {
+        echo "'$item': x<count> (vmapped seeds) is for spr and der items only"; exit 2; }
       dmc="env=dmc/$TASK seed=$SEED loop.frames=$FRAMES loop.eval_envs=10 loop.eval_episodes=10 agent.batch_size=256"
       case $KIND in
         taco) run taco_${TASK}_s$SEED experiment=taco_dmc $dmc ;;
         drqv2) run drqv2_${TASK}_s$SEED experiment=taco_dmc_drqv2 $dmc ;;
         spr|der) preset=$([ $KIND = spr ] && echo spr_atari100k || echo der_atari100k)
-                 run ${KIND}_${TASK}_s${SEED}x$SEEDS experiment=$preset env=atari/$TASK seed=$SEED \
-                   num_seeds=$SEEDS ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
+                 n=${COUNT:-$SEEDS}
+                 run ${KIND}_${TASK}_s${SEED}x$n experiment=$preset env=atari/$TASK seed=$SEED \
+                   num_seeds=$n ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
         repo) run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
                 "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256} ;;   # issue 4
         dreamer) run dreamer_${TASK}_s$SEED experiment=repo_distracted_dmc_dreamer \
