@@ -29,6 +29,7 @@ import glob
 import json
 import math
 import pathlib
+import re
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -226,6 +227,13 @@ def by_method(runs: Sequence[RunScore]) -> dict[str, list[RunScore]]:
     return out
 
 
+def seed_order(run: RunScore) -> tuple:
+    """Sort key: seeds in numeric order, vmapped copies after their run's seed ("2" <
+    "2/seed_1" < "10"), where plain string order would put "10" before "2"."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", str(run.seed)) if part)
+
+
 def hns_matrix(runs: Sequence[RunScore], runs_per_game: int | str | None = None
                ) -> tuple[tuple[str, ...], np.ndarray]:
     """One method's HNS as rliable wants it: ``[runs, games]``, games in benchmark order.
@@ -245,7 +253,7 @@ def hns_matrix(runs: Sequence[RunScore], runs_per_game: int | str | None = None
     counts = {g: len(v) for g, v in per_game.items()}
     n = _runs_per_game(method, counts, runs_per_game)
     games = tuple(g for g in atari100k.GAMES if g in per_game)
-    columns = [[r.hns for r in sorted(per_game[g], key=lambda r: str(r.seed))[:n]]
+    columns = [[r.hns for r in sorted(per_game[g], key=seed_order)[:n]]
                for g in games]
     return games, np.array(columns, dtype=np.float64).T
 
@@ -338,7 +346,7 @@ def aggregate(runs: Sequence[RunScore], reps: int = 50_000, seed: int = 0,
             raise ValueError(f"method {method!r}: runs at different budgets {frames} frames; "
                              f"aggregate one budget at a time")
         games, matrix = hns_matrix(mruns, runs_per_game)
-        scores = {g: np.array([r.score for r in sorted(mruns, key=lambda r: str(r.seed))
+        scores = {g: np.array([r.score for r in sorted(mruns, key=seed_order)
                                if r.game == g]) for g in games}
         episodes = tuple(sorted({r.episodes for r in mruns if r.episodes is not None}))
         results.append(MethodResult(method, games, matrix.shape[0], frames[0], episodes, scores,

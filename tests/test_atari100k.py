@@ -90,6 +90,13 @@ def test_aggregates_hand_checked():
     assert identical["IQM"] == pytest.approx((0.4, 0.4, 0.4))
 
 
+def test_runs_sort_by_seed_in_numeric_order():
+    seeds = [10, "2/seed_1", 2, "1/seed_0", "b", "2/seed_0", 1]
+    runs = [agg.RunScore(game="Pong", seed=s, method="m", score=0.0, frames=1) for s in seeds]
+    assert [r.seed for r in sorted(runs, key=agg.seed_order)] == [
+        1, "1/seed_0", 2, "2/seed_0", "2/seed_1", 10, "b"]
+
+
 def test_unequal_runs_per_game_use_each_games_first_runs():
     runs = _runs()[:3]                      # Boxing seeds 1, 2; Pong seed 1
     games, matrix = agg.hns_matrix(runs, runs_per_game="min")
