@@ -139,6 +139,9 @@ class Config:
     resume: Optional[str] = None             # a run directory to continue
     run_dir: str = "."
     device: str = "auto"                     # auto | cpu | gpu
+    # several processes on one GPU (hydra/launcher=parallel): allocate device memory on demand
+    # instead of preallocating 75% of it per process (XLA_PYTHON_CLIENT_PREALLOCATE=false)
+    share_device: bool = False
 
 
 def agent_class(name: str) -> tuple[type, type]:

@@ -66,6 +66,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
         cfg = load_resumed(cfg, overrides)
     if cfg.device not in ("auto", "cpu", "gpu"):
         raise ValueError(f"device={cfg.device!r}; allowed: auto, cpu, gpu")
+    if cfg.share_device:   # read when JAX's GPU client starts, i.e. before the first array
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     import jax
 
     if cfg.device != "auto":
