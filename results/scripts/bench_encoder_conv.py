@@ -3,6 +3,7 @@ encoders, for one copy and for 3 seed copies updated in turn (``lax.map``, the l
 these agents) or vmapped. Fused sample + update per call, as the loop runs it.
 
     python results/scripts/bench_encoder_conv.py [--agents drqv2 dreamer]
+    python results/scripts/bench_encoder_conv.py --agents dreamer --convs xla --modes one
 """
 import argparse
 import dataclasses
@@ -32,6 +33,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", nargs="+", default=["drqv2", "dreamer"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--convs", nargs="+", default=["xla", "patches"],
+                        choices=["xla", "patches"])
+    parser.add_argument("--modes", nargs="+", default=["one", "map", "vmap"],
+                        choices=["one", "map", "vmap"], help="one copy, or --seeds copies")
     args = parser.parse_args()
     print(jax.devices()[0].device_kind, jax.__version__)
     print("| agent | conv | copies | mode | ms per call | first call s |\n|---|---|---|---|---|---|",
@@ -42,11 +47,11 @@ def main() -> None:
         spec = EnvSpec("bench", (size, size, 3), ActionSpec.box(6), action_repeat=2)
         fill = jax.jit(_filled_replay, static_argnums=(0, 1, 3))
         replay1, replay_s = fill(spec, capacity, key, 1), fill(spec, capacity, key, args.seeds)
-        for conv in ("xla", "patches"):
+        for conv in args.convs:
             agent = make_agent(name, conv, spec)
-            runs = [("1", "-", agent, replay1)] + [
-                (str(args.seeds), mode, SeedStack(agent, args.seeds, mode), replay_s)
-                for mode in ("map", "vmap")]
+            runs = [("1", "-", agent, replay1)] if "one" in args.modes else []
+            runs += [(str(args.seeds), mode, SeedStack(agent, args.seeds, mode), replay_s)
+                     for mode in ("map", "vmap") if mode in args.modes]
             for copies, mode, a, replay in runs:
                 first, seconds = time_call(update_call(a, replay, key), 5, inner)
                 print(f"| {name} | {conv} | {copies} | {mode} | {1e3 * seconds:.2f} | "

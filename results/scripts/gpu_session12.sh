@@ -8,6 +8,7 @@
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
 #   SEEDS=3 bash results/scripts/gpu_session12.sh profile   # SPR kernel counts, XLA flag variants
 #   EXTRA="loop.trace_at_frames=40000" ... launch ...     # overrides added to every run
+#   bash results/scripts/gpu_session12.sh dreamer_flags   # Dreamer update under XLA command buffers
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 set -u
 FRAMES=${FRAMES:-250000}
@@ -47,6 +48,13 @@ case "${1:-}" in
       XLA_FLAGS="$flags" python results/scripts/profile_spr.py --trace /tmp/trace_$i --seeds $SEEDS \
         2>&1 | grep -v "^WARNING"
     done ;;
+  dreamer_flags)  # the scan-heavy Dreamer update (1 copy) under the same three XLA_FLAGS
+    for flags in "" "--xla_gpu_enable_command_buffer=" \
+        "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL --xla_gpu_graph_min_graph_size=1"; do
+      echo "XLA_FLAGS='$flags'"
+      XLA_FLAGS="$flags" python results/scripts/bench_encoder_conv.py --agents dreamer \
+        --convs xla --modes one 2>&1 | grep -v "^WARNING"
+    done ;;
   status) status ;;
-  *) echo "usage: $0 launch <kind>:<task>:<seed> ... | bench | profile | status"; exit 2 ;;
+  *) echo "usage: $0 launch <kind>:<task>:<seed>[x<count>] ... | bench | profile | dreamer_flags | status"; exit 2 ;;
 esac
