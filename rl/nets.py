@@ -86,9 +86,9 @@ class ConvEncoder(nn.Module):
         x = images.astype(jnp.float32) / 255.0 - 0.5
         for i in range(self.num_layers):
             x = conv(self.channels, (3, 3), strides=(2, 2) if i == 0 else (1, 1),
-                        padding="VALID", kernel_init=nn.initializers.orthogonal(RELU_GAIN),
-                        bias_init=nn.initializers.zeros, dtype=self.dtype,
-                        param_dtype=jnp.float32, name=f"conv_{i}")(x)
+                     padding="VALID", kernel_init=nn.initializers.orthogonal(RELU_GAIN),
+                     bias_init=nn.initializers.zeros, dtype=self.dtype,
+                     param_dtype=jnp.float32, name=f"conv_{i}")(x)
             x = nn.relu(x)
         return x.reshape(x.shape[0], -1).astype(jnp.float32)
 

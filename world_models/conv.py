@@ -94,10 +94,11 @@ class ConvEncoder(nn.Module):
     def __call__(self, images: jax.Array) -> jax.Array:
         lead, image_shape = images.shape[:-3], images.shape[-3:]
         encoder_embed_size(image_shape, self.depth, self.kernels)   # clear error if too small
+        conv = conv_module(self.conv)
         x = images.reshape((-1,) + image_shape)
         for i, k in enumerate(self.kernels):
-            x = conv_module(self.conv)(self.depth * 2 ** i, (k, k), strides=(STRIDE, STRIDE), padding="VALID",
-                        name=f"conv_{i}")(x)
+            x = conv(self.depth * 2 ** i, (k, k), strides=(STRIDE, STRIDE), padding="VALID",
+                     name=f"conv_{i}")(x)
             x = activation(self.act)(x)
         return x.reshape(lead + (-1,))
 

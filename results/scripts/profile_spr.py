@@ -124,7 +124,8 @@ def trace_summary(spec, key, seeds: int, capacity: int, log_dir: str, conv: str 
     total = collections.Counter()
     for e in spans:
         total[e["name"]] += e.get("dur", 0.0)
-    print(f"SPR x{seeds} seeds, conv={conv}, 2 fused updates per call: wall {wall_ms:.2f} ms per call; "
+    print(f"SPR x{seeds} seeds, conv={conv}, 2 fused updates per call: wall {wall_ms:.2f} ms "
+          f"per call; "
           f"{len(spans) / calls:.0f} device events per call summing to "
           f"{sum(total.values()) / 1e3 / calls:.2f} ms ({sorted(n for _, n in names if n)})")
     for name, us in total.most_common(15):

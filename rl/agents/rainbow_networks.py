@@ -99,8 +99,8 @@ class NatureEncoder(nn.Module):
         conv = conv_module(self.conv)
         for i, (c, k, s) in enumerate(zip(self.channels, self.kernels, self.strides)):
             x = conv(c, (k, k), strides=(s, s), padding=self.padding,
-                        kernel_init=nn.initializers.xavier_uniform(),
-                        bias_init=nn.initializers.zeros, name=f"conv_{i}")(x)
+                     kernel_init=nn.initializers.xavier_uniform(),
+                     bias_init=nn.initializers.zeros, name=f"conv_{i}")(x)
             x = nn.relu(x)
         return renormalize(x) if self.renormalize else x
 
