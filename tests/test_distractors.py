@@ -86,3 +86,29 @@ def test_train_and_test_pools_and_colour_shift_in_the_env(dm_suite):
         plain.background_mask()
     for e in (train, test, plain):
         e.close()
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_closing_one_env_leaves_the_other_envs_rendering(dm_suite, how):
+    # mujoco's Renderer.close frees its GL objects in whatever context is current; before the
+    # fix that was the live env's, whose segmentation rendering then broke
+    import gc
+
+    def frames(env):
+        action = np.full(env.spec.action.shape, 0.3, np.float32)
+        return [env.reset(1)[0]] + [env.step(action)[0] for _ in range(2)]
+
+    kept = make("dmc/walker_walk", size=64, distractor="train")
+    other = make("dmc/walker_walk", size=64, distractor="train")
+    other.reset(0)
+    kept.reset(1)   # kept's GL context is now the current one
+    if how == "close":
+        other.close()
+    else:
+        del other
+        gc.collect()
+    got = frames(kept)
+    fresh = make("dmc/walker_walk", size=64, distractor="train")
+    np.testing.assert_array_equal(np.stack(got), np.stack(frames(fresh)))
+    for e in (kept, fresh):
+        e.close()

@@ -52,10 +52,22 @@ class PixelRenderer:
     def close(self) -> None:
         if self._renderer is not None:
             try:
+                # mujoco's Renderer.close frees its GL objects in whichever context is current,
+                # i.e. another live renderer's (their object ids coincide): that broke every other
+                # env in the process. Make its own context current first.
+                gl_context = getattr(self._renderer, "_gl_context", None)
+                if gl_context is not None:
+                    gl_context.make_current()
                 self._renderer.close()
             finally:
                 self._renderer = None
                 _LIVE.discard(self)
+
+    def __del__(self) -> None:   # an env dropped without close() must not break the others
+        try:
+            self.close()
+        except Exception:   # noqa: BLE001 -- at interpreter exit EGL may be gone already
+            pass
 
 
 class BackgroundMasker:
