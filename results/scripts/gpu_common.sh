@@ -3,6 +3,8 @@
 # outlives the device call, and status(). Set COMMON (overrides added to every run) before calling run.
 # The device is released 30 s after a call returns: chain the next call at once (session 15 lost
 # two runs to a slow follow-up), e.g. `sleep 530; bash results/scripts/gpu_session12.sh status`.
+# Session 17 lost two more to the gap between a call's return and the next call (time spent
+# reading the reply counts): send the follow-up first, read the output after.
 source .device/activate.sh
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
 RES=/tmp/res
