@@ -6,6 +6,8 @@
 Each run directory's ``metrics.jsonl`` gives ``eval/return`` by env frame; runs are grouped into
 one panel per env (from ``config.yaml``) and labelled by their directory name.
 ``--ref task:frames=value,...`` adds published points to that task's panel.
+``--color-by-method`` gives every run of one method (its directory name up to the first ``_``,
+e.g. ``repo`` or ``dreamer``) one colour, and its runs (seeds, sessions) different line styles.
 """
 from __future__ import annotations
 
@@ -34,6 +36,28 @@ def _label(run_dir: pathlib.Path) -> str:
     return f"{run_dir.parent.name}/{run_dir.name}"
 
 
+def _method(label: str) -> str:
+    """The method a run belongs to: its directory name up to the first ``_`` (for
+    ``<run>/seed_<k>``, the run's)."""
+    parts = label.split("/")
+    name = parts[-2] if parts[-1].startswith("seed_") and len(parts) > 1 else parts[-1]
+    return name.split("_", 1)[0]
+
+
+def method_looks(labels: list[str]) -> dict[str, dict[str, str]]:
+    """Matplotlib line looks for ``--color-by-method``: one colour per method, and the runs of a
+    method (in the given order) cycle through line styles."""
+    methods = sorted({_method(label) for label in labels})
+    styles = ["-", "--", ":", "-."]
+    seen: dict[str, int] = {}
+    looks = {}
+    for label in labels:
+        method = _method(label)
+        k = seen[method] = seen.get(method, -1) + 1
+        looks[label] = {"color": f"C{methods.index(method)}", "linestyle": styles[k % len(styles)]}
+    return looks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="PNG path; a CSV with the same stem is written beside it")
@@ -41,6 +65,8 @@ def main() -> None:
     parser.add_argument("--ref", action="append", default=[], help="task:frames=value,...")
     parser.add_argument("--ref-label", default="published")
     parser.add_argument("--title", default="")
+    parser.add_argument("--color-by-method", action="store_true",
+                        help="one colour per method, one line style per run of it")
     args = parser.parse_args()
     import matplotlib
 
@@ -53,6 +79,8 @@ def main() -> None:
         task, points = spec.split(":", 1)
         refs[task] = [tuple(float(x) for x in p.split("=")) for p in points.split(",")]
     envs = sorted({name for _, name, _ in curves})
+    looks = (method_looks([run for run, _, _ in curves]) if args.color_by_method
+             else {run: {} for run, _, _ in curves})
     fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.6), squeeze=False)
     out = pathlib.Path(args.out)
     with open(out.with_suffix(".csv"), "w", newline="") as f:
@@ -63,9 +91,9 @@ def main() -> None:
                 if name != env_name:
                     continue
                 xs, ys, ss = zip(*points)
-                ax.plot(xs, ys, marker=".", label=run)
+                line, = ax.plot(xs, ys, marker=".", label=run, **looks[run])
                 ax.fill_between(xs, [y - s for y, s in zip(ys, ss)],
-                                [y + s for y, s in zip(ys, ss)], alpha=0.15)
+                                [y + s for y, s in zip(ys, ss)], alpha=0.15, color=line.get_color())
                 writer.writerows([run, name, x, round(y, 2), round(s, 2)] for x, y, s in points)
             task = env_name.split("/", 1)[1]
             if task in refs:
