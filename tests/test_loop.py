@@ -97,6 +97,20 @@ def test_resume_can_extend_the_frame_budget(tmp_path):
     assert rows[-1]["step"] == 80 and rows[-1]["progress/frames"] == 80
 
 
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_the_update_schedule_counts_frames_whatever_the_number_of_envs(tmp_path, num_envs):
+    """``loop.update_every_frames=10`` after a 40-frame warm-up, 120 frames: one update at each
+    of 50, 60, ..., 120 frames, whether one env steps per iteration or four (a step of four envs
+    can cross a multiple of 10 without landing on it)."""
+    run = tmp_path / "run"
+    train(_cfg(run, "loop.frames=120", "loop.warmup_frames=40", f"env.num_envs={num_envs}",
+               "loop.eval_every_frames=0", "loop.checkpoints=false", agent="imagination"))
+    rows = [row for row in read_metrics(run) if "progress/updates" in row]
+    assert rows[-1]["progress/frames"] == 120 and rows[-1]["progress/updates"] == 8
+    # no update before the warm-up ends
+    assert all(row["progress/updates"] == 0 for row in rows if row["progress/frames"] <= 40)
+
+
 def test_vmapped_seeds_log_apart_and_resume_exactly(tmp_path, monkeypatch):
     """``num_seeds=2``: one process, two copies, each with its own log; a killed and resumed
     run reproduces the uninterrupted one."""

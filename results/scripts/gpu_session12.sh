@@ -8,6 +8,11 @@
 #   bash results/scripts/gpu_session12.sh bench      # Rainbow/SPR update times -> $OUT/bench.md
 #   SEEDS=3 bash results/scripts/gpu_session12.sh profile   # SPR kernel counts, XLA flag variants
 #   EXTRA="loop.trace_at_frames=40000" ... launch ...     # overrides added to every run
+#   FRAMES=200000 EXTRA="loop.eval_every_frames=20000 env.num_envs=4" ... launch repo:... dreamer:...
+#     (4 envs per process: session 18's trace put most of a RePo/Dreamer run's wall time in
+#     one-env acting steps; the loop keeps 100 updates per 1000 frames)
+# The carry (.device + the tracked tree) must stay under 64 MiB: for DMC-only leases move
+# .device/whl/ale_py-*.whl aside first (session 18: 64.6 MiB with it).
 #   bash results/scripts/gpu_session12.sh dreamer_flags   # Dreamer update under XLA command buffers
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 set -u
