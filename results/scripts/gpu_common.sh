@@ -10,11 +10,22 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
 RES=/tmp/res
 mkdir -p $RES
 
-run() {  # name, overrides...
+run() {  # name, overrides... (then $COMMON, then $TAIL: the last value of a key wins);
+  # the process id is left in RUN_PID
   local name=$1; shift
-  echo "${XLA_FLAGS:+XLA_FLAGS='$XLA_FLAGS' }python -m experiments.train $* $COMMON" > $RES/$name.cmd
-  setsid nohup python -m experiments.train "$@" $COMMON hydra.run.dir=$RES/$name \
+  echo "${XLA_FLAGS:+XLA_FLAGS='$XLA_FLAGS' }python -m experiments.train $* $COMMON ${TAIL:-}" > $RES/$name.cmd
+  setsid nohup python -m experiments.train "$@" $COMMON ${TAIL:-} hydra.run.dir=$RES/$name \
     > $RES/$name.log 2>&1 < /dev/null &
+  RUN_PID=$!
+}
+
+align_after() {  # name, pid: once that training process has exited, test-time alignment
+  # (experiments/align.py, official schedule unless ALIGN_EXTRA says otherwise) on its final
+  # checkpoint; output in $RES/<name>/align/<date>_<time>/ (align.json), log in align_<name>.log
+  local name=$1 pid=$2 cmd="python -m experiments.align parallel=true progress=false ${ALIGN_EXTRA:-}"
+  echo "$cmd run=<$name>" > $RES/align_$name.cmd
+  setsid nohup bash -c "while kill -0 $pid 2>/dev/null; do sleep 15; done; $cmd run=$RES/$name" \
+    > $RES/align_$name.log 2>&1 < /dev/null &
 }
 
 status() {  # progress and last evaluations of every run; packs logs and metrics into $OUT
@@ -24,6 +35,7 @@ status() {  # progress and last evaluations of every run; packs logs and metrics
     echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
   done
   for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 4 | sed 's/\[eval\] //' | tr '\n' ' ')"; done
+  for f in $RES/align_*.log; do [ -f "$f" ] && echo "$(basename $f): $(grep -v WARNING $f | tail -n 3 | tr '\n' ' ')"; done
   grep -il "error\|traceback" $RES/*.log
   for t in $RES/*/trace; do   # loop.trace_at_frames: summarised here, the raw trace stays behind
     [ -f $t/loop.json ] && [ ! -f $t.txt ] && python results/scripts/loop_trace_summary.py $t > $t.txt

@@ -11,6 +11,7 @@
 #   FRAMES=200000 EXTRA="loop.eval_every_frames=20000 env.num_envs=4" ... launch repo:... dreamer:...
 #     (4 envs per process: session 18's trace put most of a RePo/Dreamer run's wall time in
 #     one-env acting steps; the loop keeps 100 updates per 1000 frames)
+#   ALIGN_EXTRA="frames=50000" ... launch repoalign:walker_walk:3   # RePo, then alignment on it
 # The carry (.device + the tracked tree) must stay under 64 MiB: for DMC-only leases move
 # .device/whl/ale_py-*.whl aside first (session 18: 64.6 MiB with it).
 #   bash results/scripts/gpu_session12.sh dreamer_flags   # Dreamer update under XLA command buffers
@@ -37,9 +38,15 @@ case "${1:-}" in
                    num_seeds=$n ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
         repo) run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
                 "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256} ;;   # issue 4
+        repoalign)  # RePo keeping its final checkpoint, then alignment to the shifted env on it
+          TAIL="loop.checkpoints=true loop.keep_checkpoints=1 loop.checkpoint_every_frames=0" \
+            run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
+              "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256}
+          align_after repo_${TASK}_s$SEED $RUN_PID ;;
         dreamer) run dreamer_${TASK}_s$SEED experiment=repo_distracted_dmc_dreamer \
                    ${dmc% agent.batch_size=256} ;;
-        *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der, repo, dreamer"; exit 2 ;;
+        *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der, repo, repoalign, dreamer"
+           exit 2 ;;
       esac
     done
     sleep 45; tail -n 3 $RES/*.log ;;
