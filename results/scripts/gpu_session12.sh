@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU leases of sessions 12 and 13 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
-# Rainbow/SPR update benchmark and SPR runs on Atari-100k (issue 6). One process per item.
+# GPU leases of sessions 12-18 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
+# Rainbow/SPR update benchmark, SPR on Atari-100k (issue 6), RePo vs Dreamer (issue 4). One process per item.
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
 #   FRAMES=200000 bash results/scripts/gpu_session12.sh launch repo:walker_walk:1 dreamer:walker_walk:1
 #   SEEDS=4 bash results/scripts/gpu_session12.sh launch spr:Pong:1   # 4 seeds from 1 (preset: vmapped)
@@ -12,10 +12,10 @@
 #     (4 envs per process: session 18's trace put most of a RePo/Dreamer run's wall time in
 #     one-env acting steps; the loop keeps 100 updates per 1000 frames)
 #   ALIGN_EXTRA="frames=50000" ... launch repoalign:walker_walk:3   # RePo, then alignment on it
-# The carry (.device + the tracked tree) must stay under 64 MiB: for DMC-only leases move
-# .device/whl/ale_py-*.whl aside first (session 18: 64.6 MiB with it).
 #   bash results/scripts/gpu_session12.sh dreamer_flags   # Dreamer update under XLA command buffers
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
+# The carry (.device + the tracked tree) must stay under 64 MiB: for DMC-only leases move
+# .device/whl/ale_py-*.whl aside first (session 18: 64.6 MiB with it).
 set -u
 FRAMES=${FRAMES:-250000}
 SEEDS=${SEEDS:-1}
