@@ -23,7 +23,7 @@ ARGS_TRAIN := $(if $(ARGS),$(ARGS),experiment=quickstart)
 train: install
 	$(BIN)/python -m experiments.train $(ARGS_TRAIN)
 
-# tests in parallel processes (pytest-xdist): 2 workers take the suite from 22 to 15 min on 2 cores
+# tests in parallel processes (pytest-xdist), 2 workers for the 2-core CI machine; README gives the times
 TEST_WORKERS ?= 2
 test: install
 	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist worksteal $(ARGS)

@@ -27,7 +27,8 @@ def test_method_looks_share_a_colour_per_method_and_vary_the_style():
     assert looks["s1/dreamer_walker_s1"]["color"] != looks["s1/repo_walker_s1"]["color"]
     # vmapped copies belong to their run's method, not to a method called "seed"
     assert looks["s3/spr_Pong_s1x3/seed_0"]["color"] == looks["s4/spr_Boxing_s1"]["color"]
-    assert looks["s3/spr_Pong_s1x3/seed_0"]["linestyle"] != looks["s3/spr_Pong_s1x3/seed_1"]["linestyle"]
+    copies = [looks[f"s3/spr_Pong_s1x3/seed_{k}"]["linestyle"] for k in range(2)]
+    assert copies[0] != copies[1]
     assert len({look["color"] for look in looks.values()}) == 3
 
 
