@@ -81,7 +81,10 @@ def main() -> None:
     envs = sorted({name for _, name, _ in curves})
     looks = (method_looks([run for run, _, _ in curves]) if args.color_by_method
              else {run: {} for run, _, _ in curves})
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.6), squeeze=False)
+    # legends go under the panels (inside, they hid the curves once a panel had many runs)
+    most_lines = max(sum(name == env for _, name, _ in curves) for env in envs) + bool(refs)
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.6 + 0.14 * most_lines),
+                             squeeze=False)
     out = pathlib.Path(args.out)
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.writer(f)
@@ -102,7 +105,7 @@ def main() -> None:
             ax.set_title(env_name)
             ax.set_xlabel("env frames")
             ax.set_ylabel("eval return (10 episodes)")
-            ax.legend(loc="upper left", fontsize=7)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7)
     if args.title:  # one title for the figure; each panel is named by its task
         fig.suptitle(args.title)
     fig.tight_layout()
