@@ -12,6 +12,9 @@
 #     (4 envs per process: session 18's trace put most of a RePo/Dreamer run's wall time in
 #     one-env acting steps; the loop keeps 100 updates per 1000 frames)
 #   ALIGN_EXTRA="frames=50000" ... launch repoalign:walker_walk:3   # RePo, then alignment on it
+#   FRAMES=200000 EXTRA="..." ... launch repo:walker_walk:4x3 dreamer:walker_walk:4x3
+#     (3 vmapped copies from seed 4, one process per arm: session 19 measured 3 vmapped Dreamer seeds at
+#     the per-copy speed of one; four separate processes ran at a third of it)
 #   bash results/scripts/gpu_session12.sh dreamer_flags   # Dreamer update under XLA command buffers
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 # The carry (.device + the tracked tree) must stay under 64 MiB: for DMC-only leases move
@@ -26,8 +29,9 @@ case "${1:-}" in
   launch)
     shift; for item in "$@"; do
       parse_item "$item"
-      [[ -n $COUNT && $KIND != spr && $KIND != der ]] && {
-        echo "'$item': x<count> (vmapped seeds) is for spr and der items only"; exit 2; }
+      [[ -n $COUNT && $KIND != spr && $KIND != der && $KIND != repo && $KIND != dreamer ]] && {
+        echo "'$item': x<count> (vmapped seeds) is for spr, der, repo and dreamer items only"; exit 2; }
+      vmap=${COUNT:+num_seeds=$COUNT}; suffix=${COUNT:+x$COUNT}   # repo/dreamer: 1 seed by default
       dmc="env=dmc/$TASK seed=$SEED loop.frames=$FRAMES loop.eval_envs=10 loop.eval_episodes=10 agent.batch_size=256"
       case $KIND in
         taco) run taco_${TASK}_s$SEED experiment=taco_dmc $dmc ;;
@@ -36,15 +40,15 @@ case "${1:-}" in
                  n=${COUNT:-$SEEDS}
                  run ${KIND}_${TASK}_s${SEED}x$n experiment=$preset env=atari/$TASK seed=$SEED \
                    num_seeds=$n ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
-        repo) run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
-                "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256} ;;   # issue 4
+        repo) run repo_${TASK}_s$SEED$suffix experiment=repo_distracted_dmc agent.world_model.decoder=false \
+                "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256} $vmap ;;   # issue 4
         repoalign)  # RePo keeping its final checkpoint, then alignment to the shifted env on it
           TAIL="loop.checkpoints=true loop.keep_checkpoints=1 loop.checkpoint_every_frames=0" \
             run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
               "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256}
           align_after repo_${TASK}_s$SEED $RUN_PID ;;
-        dreamer) run dreamer_${TASK}_s$SEED experiment=repo_distracted_dmc_dreamer \
-                   ${dmc% agent.batch_size=256} ;;
+        dreamer) run dreamer_${TASK}_s$SEED$suffix experiment=repo_distracted_dmc_dreamer \
+                   ${dmc% agent.batch_size=256} $vmap ;;
         *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der, repo, repoalign, dreamer"
            exit 2 ;;
       esac
