@@ -29,8 +29,10 @@ def _train(tmp_path, *overrides) -> dict:
 
 @pytest.mark.slow
 def test_drqv2_learns_toy_reach(tmp_path):
-    final = _train(tmp_path, "experiment=quickstart", "loop.frames=8000",
-                   "loop.eval_every_frames=8000")
+    """The quickstart preset to 6k frames, where its exploration noise has decayed: seed 0 went
+    30.3 (4k) -> 36.5 (6k), seed 1 reached 29.5 at 6k (random ~11)."""
+    final = _train(tmp_path, "experiment=quickstart", "loop.frames=6000",
+                   "loop.eval_every_frames=6000")
     assert final["return"] > RANDOM_RETURN + 9, final
 
 
