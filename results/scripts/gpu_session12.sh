@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU leases of sessions 12-18 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
+# GPU leases of sessions 12-19 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
 # Rainbow/SPR update benchmark, SPR on Atari-100k (issue 6), RePo vs Dreamer (issue 4). One process per item.
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
 #   FRAMES=200000 bash results/scripts/gpu_session12.sh launch repo:walker_walk:1 dreamer:walker_walk:1
