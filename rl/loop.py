@@ -327,7 +327,7 @@ class Trainer:
         # never sample before every env holds enough steps for one batch element
         learning_starts = max(warmup_steps,
                               self.num_envs * (getattr(self.agent, "min_replay_steps", 1) + 1))
-        perf = Throughput(self.action_repeat)   # counts env steps summed over all envs
+        perf = Throughput(self.action_repeat, self.num_seeds)   # env steps summed over all envs
         bar = _progress(cfg.progress, total_steps * self.action_repeat, loop.step * self.action_repeat)
         metrics = {}
         episodes = _EpisodeStats(self.num_seeds, self.num_envs)

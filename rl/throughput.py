@@ -9,10 +9,15 @@ import jax
 
 class Throughput:
     """``env_steps(n)`` counts single-env steps (n envs stepped once = n), each worth
-    ``frames_per_env_step`` frames (the action repeat)."""
+    ``frames_per_env_step`` frames (the action repeat). ``perf/env_fps`` sums the frames of all
+    envs; with ``seeds`` > 1 vmapped copies in the process, ``perf/env_fps_per_seed`` is one
+    copy's rate (the rate at which each seed's run advances)."""
 
-    def __init__(self, frames_per_env_step: int):
+    def __init__(self, frames_per_env_step: int, seeds: int = 1):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds}; must be >= 1")
         self.frames_per_env_step = frames_per_env_step
+        self.seeds = seeds
         self._t0 = time.perf_counter()
         self._env_steps = 0
         self._updates = 0
@@ -36,6 +41,8 @@ class Throughput:
         dt = max(now - self._t0, 1e-9)
         row = {"perf/env_fps": self._env_steps * self.frames_per_env_step / dt,
                "perf/updates_per_s": self._updates / dt}
+        if self.seeds > 1:   # each seed's log gets the shared row: say what one copy achieved
+            row["perf/env_fps_per_seed"] = row["perf/env_fps"] / self.seeds
         if self._compile_s is not None:
             row["perf/update_compile_s"] = self._compile_s
         row.update(device_memory())

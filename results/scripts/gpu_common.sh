@@ -32,7 +32,7 @@ status() {  # progress and last evaluations of every run; packs logs and metrics
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
   for f in $RES/*/metrics.jsonl $RES/*/seed_*/metrics.jsonl; do   # seed_<k>/: vmapped seeds
     [ -f "$f" ] || continue
-    echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
+    echo "$f: $(grep env_fps $f | tail -n 1 | grep -o '"perf/[a-z_]*fps[a-z_]*": [0-9.]*\|"progress/frames": [0-9]*' | tr '\n' ' ')"
   done
   for f in $RES/*.log; do echo "$(basename $f): $(grep 'eval\]' $f | tail -n 4 | sed 's/\[eval\] //' | tr '\n' ' ')"; done
   for f in $RES/align_*.log; do [ -f "$f" ] && echo "$(basename $f): $(grep -v WARNING $f | tail -n 3 | tr '\n' ' ')"; done
