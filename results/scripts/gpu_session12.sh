@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU leases of sessions 12-19 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
+# GPU leases of sessions 12-20 (one H200): TACO vs its DrQ-v2 control to 250k frames (issue 5), the
 # Rainbow/SPR update benchmark, SPR on Atari-100k (issue 6), RePo vs Dreamer (issue 4). One process per item.
 #   bash results/scripts/gpu_session12.sh launch taco:reacher_hard:2 drqv2:reacher_hard:2
 #   FRAMES=200000 bash results/scripts/gpu_session12.sh launch repo:walker_walk:1 dreamer:walker_walk:1
@@ -13,8 +13,10 @@
 #     one-env acting steps; the loop keeps 100 updates per 1000 frames)
 #   ALIGN_EXTRA="frames=50000" ... launch repoalign:walker_walk:3   # RePo, then alignment on it
 #   FRAMES=200000 EXTRA="..." ... launch repo:walker_walk:4x3 dreamer:walker_walk:4x3
-#     (3 vmapped copies from seed 4, one process per arm: session 19 measured 3 vmapped Dreamer seeds at
-#     the per-copy speed of one; four separate processes ran at a third of it)
+#     (3 copies from seed 4 in one process per arm, updated in turn: they cost 3x one seed, so
+#     each copy advances at a third of a one-seed run's rate; session 20 took them to 100k/66k)
+#   One Dreamer run alone on the GPU (4 envs) reaches 200k frames in ~17 min (221-227 frames/s);
+#   shared with a second run, it drops to ~120 frames/s and 200k no longer fits in one lease.
 #   bash results/scripts/gpu_session12.sh dreamer_flags   # Dreamer update under XLA command buffers
 #   bash results/scripts/gpu_session12.sh status     # progress; packs what exists into $OUT
 # The carry (.device + the tracked tree) must stay under 64 MiB: for DMC-only leases move
