@@ -10,8 +10,8 @@ import jax
 class Throughput:
     """``env_steps(n)`` counts single-env steps (n envs stepped once = n), each worth
     ``frames_per_env_step`` frames (the action repeat). ``perf/env_fps`` sums the frames of all
-    envs; with ``seeds`` > 1 vmapped copies in the process, ``perf/env_fps_per_seed`` is one
-    copy's rate (the rate at which each seed's run advances)."""
+    envs; with ``seeds`` > 1 seed copies in the process (``num_seeds``), ``perf/env_fps_per_seed``
+    is one copy's rate (the rate at which each seed's run advances)."""
 
     def __init__(self, frames_per_env_step: int, seeds: int = 1):
         if seeds < 1:

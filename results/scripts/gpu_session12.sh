@@ -32,25 +32,23 @@ case "${1:-}" in
     shift; for item in "$@"; do
       parse_item "$item"
       [[ -n $COUNT && $KIND != spr && $KIND != der && $KIND != repo && $KIND != dreamer ]] && {
-        echo "'$item': x<count> (vmapped seeds) is for spr, der, repo and dreamer items only"; exit 2; }
-      vmap=${COUNT:+num_seeds=$COUNT}; suffix=${COUNT:+x$COUNT}   # repo/dreamer: 1 seed by default
-      dmc="env=dmc/$TASK seed=$SEED loop.frames=$FRAMES loop.eval_envs=10 loop.eval_episodes=10 agent.batch_size=256"
+        echo "'$item': x<count> (seed copies in one process) is for spr, der, repo and dreamer items only"; exit 2; }
+      copies=${COUNT:+num_seeds=$COUNT}; suffix=${COUNT:+x$COUNT}   # repo/dreamer: 1 seed by default
+      dmc="env=dmc/$TASK seed=$SEED loop.frames=$FRAMES loop.eval_envs=10 loop.eval_episodes=10"
+      repo="experiment=repo_distracted_dmc agent.world_model.decoder=false ~agent.objective.loss_scales.image"
       case $KIND in
-        taco) run taco_${TASK}_s$SEED experiment=taco_dmc $dmc ;;
-        drqv2) run drqv2_${TASK}_s$SEED experiment=taco_dmc_drqv2 $dmc ;;
+        taco) run taco_${TASK}_s$SEED experiment=taco_dmc $dmc agent.batch_size=256 ;;
+        drqv2) run drqv2_${TASK}_s$SEED experiment=taco_dmc_drqv2 $dmc agent.batch_size=256 ;;
         spr|der) preset=$([ $KIND = spr ] && echo spr_atari100k || echo der_atari100k)
                  n=${COUNT:-$SEEDS}
                  run ${KIND}_${TASK}_s${SEED}x$n experiment=$preset env=atari/$TASK seed=$SEED \
                    num_seeds=$n ${SEED_UPDATES:+loop.seed_updates=$SEED_UPDATES} ;;
-        repo) run repo_${TASK}_s$SEED$suffix experiment=repo_distracted_dmc agent.world_model.decoder=false \
-                "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256} $vmap ;;   # issue 4
+        repo) run repo_${TASK}_s$SEED$suffix $repo $dmc $copies ;;   # issue 4
         repoalign)  # RePo keeping its final checkpoint, then alignment to the shifted env on it
           TAIL="loop.checkpoints=true loop.keep_checkpoints=1 loop.checkpoint_every_frames=0" \
-            run repo_${TASK}_s$SEED experiment=repo_distracted_dmc agent.world_model.decoder=false \
-              "~agent.objective.loss_scales.image" ${dmc% agent.batch_size=256}
+            run repo_${TASK}_s$SEED $repo $dmc
           align_after repo_${TASK}_s$SEED $RUN_PID ;;
-        dreamer) run dreamer_${TASK}_s$SEED$suffix experiment=repo_distracted_dmc_dreamer \
-                   ${dmc% agent.batch_size=256} $vmap ;;
+        dreamer) run dreamer_${TASK}_s$SEED$suffix experiment=repo_distracted_dmc_dreamer $dmc $copies ;;
         *) echo "unknown kind '$KIND' in '$item'; valid: taco, drqv2, spr, der, repo, repoalign, dreamer"
            exit 2 ;;
       esac
