@@ -5,6 +5,9 @@
 # two runs to a slow follow-up), e.g. `sleep 530; bash results/scripts/gpu_session12.sh status`.
 # Session 17 lost two more to the gap between a call's return and the next call (time spent
 # reading the reply counts): send the follow-up first, read the output after.
+# To wait for a run's end in a later call, poll the pid run() leaves in $RES/<name>.pid
+# (`while kill -0 $(cat $RES/<name>.pid); do sleep 5; done`): session 21's `pgrep -f <run name>`
+# also matched the waiting shell's own command line and slept out its whole timeout.
 source .device/activate.sh
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # several runs share the GPU
 RES=/tmp/res
@@ -17,6 +20,7 @@ run() {  # name, overrides... (then $COMMON, then $TAIL: the last value of a key
   setsid nohup python -m experiments.train "$@" $COMMON ${TAIL:-} hydra.run.dir=$RES/$name \
     > $RES/$name.log 2>&1 < /dev/null &
   RUN_PID=$!
+  echo $RUN_PID > $RES/$name.pid
 }
 
 align_after() {  # name, pid: once that training process has exited, test-time alignment
