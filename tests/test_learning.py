@@ -51,7 +51,7 @@ def test_repo_learns_toy_reach(tmp_path):
     sizes (``experiment=repo_toy``, 12k frames): random ~12-15 there. This command gave 34.3
     (7 min on 2 CPU cores; at 9k frames it had given 21.0). With evals every 3k, seeds
     0/1/3 reached 33.7/35.1/25.3 at 12k (21.3/33.4/14.6 at 9k, hence 12k). Seed 2 stays at
-    ~6.5 (± 0.4 over episodes) from 3k on, its actor's entropy down to -32 by 8k (seed 0: -18).
+    ~6.5 (± 0.4 over episodes) from 3k on, its actor's entropy down to -32 by 8k (seed 0: -16).
     Dreamer's seed 2 also scores 6.3 at 3k but recovers (31.6 at 6k); our reading is that the
     near-constant reward of that data leaves a reward-only model nothing to learn. Frozen
     learning: 13.8 (9k, dda604e)."""
