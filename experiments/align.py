@@ -5,7 +5,7 @@
     python -m experiments.align run=<run dir> alignment.features=posterior alignment.pair_coef=0
 
 Reward-free (RePo, Zhu et al. 2024, official ``CalibratedRePo``; losses in
-``representations/alignment.py``). In order:
+``rl/agents/alignment.py``). In order:
 1. load the run: its saved ``config.yaml`` and latest (or ``checkpoint_step``) checkpoint, which
    holds the agent state and the replay of its training env (the SOURCE domain's data);
 2. evaluate the agent as trained in the TARGET env (the run's env kwargs updated with
@@ -41,7 +41,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as config_lib
-from representations.alignment import AlignmentConfig
+from rl.agents.alignment import AlignmentConfig
 
 SOURCE_DATA = ("replay", "collect")
 PAIR_POLICIES = ("source", "random")
@@ -377,7 +377,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
     from rl.evaluate import evaluate
     from rl.logging import Logger
     from rl.loop import make_update_fn
-    from representations.alignment import Aligner
+    from rl.agents.alignment import Aligner
 
     started = time.time()
     run = load_run(cfg.run, cfg.checkpoint_step, cfg.seed_index, print_fn)

@@ -88,7 +88,7 @@ def _time_updates(agent, replay, key, updates_per_call: int, repeats: int,
 
 def bench_drqv2(batches: list[int], fused: int, repeats: int) -> list[dict]:
     from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
-    from rl.envs.types import ActionSpec, EnvSpec
+    from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
     rows = []
@@ -111,7 +111,7 @@ def bench_taco(batches: list[int], repeats: int) -> list[dict]:
     """DrQ-v2 + TACO (``objective=taco``, K = 3): sample windows + the whole update."""
     from representations.taco import TacoConfig
     from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
-    from rl.envs.types import ActionSpec, EnvSpec
+    from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("bench", (84, 84, 3), ActionSpec.box(6), action_repeat=2)
     key = jax.random.PRNGKey(0)
@@ -133,7 +133,7 @@ def bench_rainbow(seeds: list[int], repeats: int, capacity: int = 50_000) -> lis
     from rl.agents.rainbow import RainbowAgent, RainbowConfig
     from rl.agents.seed_stack import SeedStack
     from representations.spr import SPRConfig
-    from rl.envs.types import ActionSpec, EnvSpec
+    from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("bench", (84, 84, 1), ActionSpec.categorical(6), action_repeat=4)
     key = jax.random.PRNGKey(0)
@@ -158,7 +158,7 @@ def bench_imagination(fused: int, repeats: int) -> list[dict]:
     """Dreamer-v1 world model + imagination actor-critic update at the paper's batch 50 x 50."""
     from rl.agents.imagination import ImaginationAgent
     from rl.agents.imagination_config import ImaginationConfig
-    from rl.envs.types import ActionSpec, EnvSpec
+    from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("bench", (64, 64, 3), ActionSpec.box(6), action_repeat=2)
     key = jax.random.PRNGKey(0)

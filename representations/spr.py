@@ -201,7 +201,7 @@ class SPR:
     functions; the encoder and the projection belong to the agent and come in as callables."""
 
     def __init__(self, cfg: SPRConfig, num_actions: int, conv: str = "xla"):
-        # conv: the agent's convolution implementation (world_models.patch_conv.CONV_IMPLS)
+        # conv: the agent's convolution implementation (rl.core.patch_conv.CONV_IMPLS)
         self.cfg = cfg
         self.transition = TransitionModel(num_actions, cfg.transition_channels,
                                           cfg.transition_norm, cfg.transition_residual,

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from representations.base import check_loss_scales
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
-from rl.nets import MLP, TORCH_LAYERNORM_EPS, Trunk, dense
+from rl.core.nets import MLP, TORCH_LAYERNORM_EPS, Trunk, dense
 
 LOSS_KEYS = ("taco", "curl", "reward")
 

@@ -33,9 +33,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rl import symlog
+from rl.core import symlog
 from world_models import heads
-from world_models.mlp import DenseStack
+from rl.core.nets import DenseStack
 
 Params = Any
 ACTOR_DISTS = ("tanh_normal", "bounded_normal")

@@ -21,7 +21,7 @@ from rl import replay as replay_lib
 from rl.agents.base import Agent, Metrics, is_prioritized
 from rl.agents.seed_stack import UPDATE_MODES, SeedStack
 from rl.checkpoint import Checkpointer
-from rl.envs.types import ActionSpec, TimeStep
+from rl.core.types import ActionSpec, TimeStep
 from rl.evaluate import evaluate
 from rl.logging import Logger
 from rl.throughput import Throughput

@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 
 from experiments import align as align_lib
 from experiments import config as config_lib
-from representations import alignment as aln
-from representations.alignment import AlignmentConfig, Aligner
+from rl.agents import alignment as aln
+from rl.agents.alignment import AlignmentConfig, Aligner
 from rl import replay as replay_lib
 from rl.envs import make
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from world_models import WorldModel, WorldModelConfig
 
 CONF = pathlib.Path(__file__).parents[1] / "conf"

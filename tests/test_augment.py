@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl.augment import intensity, random_shift
+from rl.core.augment import intensity, random_shift
 
 
 def _grid_sample_official(padded: np.ndarray, shift_x: int, shift_y: int, size: int) -> np.ndarray:

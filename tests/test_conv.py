@@ -8,7 +8,7 @@ import pytest
 
 from rl.agents.rainbow import RainbowConfig
 from world_models.conv import SubpixelConvTranspose
-from world_models.patch_conv import PatchConv, conv_module
+from rl.core.patch_conv import PatchConv, conv_module
 
 
 @pytest.mark.parametrize("kernel", [4, 5, 6, 8])
@@ -91,7 +91,7 @@ def test_patch_conv_follows_the_compute_dtype_like_flax_conv():
 
 @pytest.mark.parametrize("encoder", ["drqv2", "world_model"])
 def test_encoders_give_the_same_embeddings_with_either_conv(encoder):
-    from rl.nets import ConvEncoder as DrQV2Encoder
+    from rl.core.nets import ConvEncoder as DrQV2Encoder
     from world_models.conv import ConvEncoder as WorldModelEncoder
 
     if encoder == "drqv2":

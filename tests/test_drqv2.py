@@ -13,10 +13,10 @@ from rl import replay as replay_lib
 from rl.agents.drqv2 import AuxLoss, DrQV2Agent, DrQV2Config, DrQV2Hooks, TargetInputs, perturb
 from rl.agents.drqv2_hooks import min_q_target
 from rl.agents.drqv2_losses import actor_loss, critic_loss
-from rl.agents.drqv2_schedule import parse_schedule
-from rl.distributions import truncated_normal_sample
-from rl.envs.types import ActionSpec, EnvSpec
-from rl.nets import is_dense_param
+from rl.core.schedules import parse_schedule
+from rl.core.distributions import truncated_normal_sample
+from rl.core.types import ActionSpec, EnvSpec
+from rl.core.nets import is_dense_param
 
 SPEC = EnvSpec("tiny", (32, 32, 3), ActionSpec.box(2))
 CFG = DrQV2Config.tiny(num_expl_steps=100)

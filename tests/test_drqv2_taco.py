@@ -9,7 +9,7 @@ import pytest
 from representations.taco import TacoConfig
 from rl import replay as replay_lib
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 
 from test_drqv2 import SPEC, finite, make_batch
 

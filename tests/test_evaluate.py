@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from rl.envs.vector import VectorEnv
 from rl.evaluate import evaluate
 

@@ -11,8 +11,9 @@ import pytest
 
 from rl.agents.imagination import ImaginationAgent
 from rl.agents.imagination_config import ImaginationConfig, preset, with_size
-from rl.envs.types import ActionSpec, EnvSpec
-from rl.imagination import ReturnNormalizer, lambda_returns, percentile, rollout
+from rl.core.types import ActionSpec, EnvSpec
+from rl.core.rollout import rollout
+from rl.imagination import ReturnNormalizer, lambda_returns, percentile
 
 
 # ---- rollout ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rl.agents.rainbow import AuxInputs, AuxLoss, RainbowAgent, RainbowConfig, R
 from rl.agents.rainbow_losses import (KL_EPS, c51_loss, c51_target, categorical_l2_project,
                                       clip_n_step_rewards, importance_weights)
 from rl.agents.rainbow_networks import NoisyDense, dueling_logits
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from rl.logging import read_metrics
 from rl.loop import learn_step
 from rl.replay.sample import sample_transitions_at
@@ -456,7 +456,7 @@ def test_spr_learns_toy_reach_discrete(tmp_path):
 
 
 def test_patch_convs_give_the_same_spr_update():
-    """conv="patches" (world_models/patch_conv.py) swaps the encoder's and SPR transition
+    """conv="patches" (rl/core/patch_conv.py) swaps the encoder's and SPR transition
     model's convolutions: same parameters, and up to float error the same update."""
     from representations.spr import SPRConfig
     replay = make_replay(steps=24, num_envs=2, episode=4)

@@ -12,7 +12,7 @@ import pytest
 import representations
 from representations import kl as kl_lib
 from representations.reconstruction import ReconstructionConfig, gaussian_image_nll
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from world_models import WorldModel, WorldModelConfig
 from world_models.rssm import LatentState, RSSM
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rl import replay
-from rl.envs.types import ActionSpec, EnvSpec, TimeStep
+from rl.core.types import ActionSpec, EnvSpec, TimeStep
 
 SPEC = EnvSpec("codes", obs_shape=(2, 2, 3), action=ActionSpec.box(1))
 NUM_ENVS, PER_ENV = 2, 16

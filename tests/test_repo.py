@@ -12,7 +12,7 @@ import pytest
 
 import representations
 from representations.repo import RePoConfig, dual_step
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from world_models import WorldModel
 
 from test_reconstruction import TINY, Batch

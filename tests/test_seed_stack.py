@@ -8,7 +8,7 @@ import pytest
 from rl import replay as replay_lib
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
 from rl.agents.seed_stack import SeedStack, member
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from rl.loop import make_update_fn
 
 SPEC = EnvSpec("tiny", (32, 32, 3), ActionSpec.box(2))

@@ -16,7 +16,7 @@ import representations
 from representations import spr
 from representations.repo import RePoConfig
 from representations.spr import SPRConfig
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from world_models import WorldModel
 from world_models.transition import TransitionModel, renormalize
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rl import symlog
+from rl.core import symlog
 
 
 def test_symlog_symexp_values_and_inverse():

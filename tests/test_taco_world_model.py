@@ -11,7 +11,7 @@ import pytest
 import representations
 from representations.repo import RePoConfig
 from representations.taco import TacoConfig
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 from world_models import WorldModel
 
 from test_reconstruction import TINY, Batch

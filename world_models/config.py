@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from world_models.patch_conv import CONV_IMPLS
+from rl.core.patch_conv import CONV_IMPLS
 
 LATENTS = ("gaussian", "categorical")
 REWARD_HEADS = ("gaussian", "twohot")

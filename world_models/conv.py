@@ -19,8 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from world_models.mlp import activation
-from world_models.patch_conv import conv_module
+from rl.core.nets import activation, conv_output_size
+from rl.core.patch_conv import conv_module
 
 STRIDE = 2
 # How uint8 pixels map to model inputs/targets. Dreamer-v1: "centered"; RePo port: "symmetric";
@@ -47,13 +47,6 @@ def postprocess_image(x: jax.Array, scale: str) -> jax.Array:
     return jnp.clip(jnp.round((x - add) / mul), 0, 255).astype(jnp.uint8)
 
 
-def conv_output_size(size: int, kernels: Sequence[int]) -> int:
-    """Spatial size after VALID stride-2 convs with ``kernels`` (0 or less: too small)."""
-    for k in kernels:
-        size = (size - k) // STRIDE + 1
-    return size
-
-
 def decoder_output_size(kernels: Sequence[int]) -> int:
     """Spatial size after VALID stride-2 transposed convs with ``kernels``, from a 1x1 map."""
     size = 1
@@ -65,7 +58,7 @@ def decoder_output_size(kernels: Sequence[int]) -> int:
 def encoder_embed_size(image_shape: Sequence[int], depth: int, kernels: Sequence[int]) -> int:
     """Flattened encoder output size for ``image_shape = (H, W, C)``; raises if too small."""
     height, width = image_shape[0], image_shape[1]
-    out_h, out_w = conv_output_size(height, kernels), conv_output_size(width, kernels)
+    out_h, out_w = conv_output_size(height, kernels, STRIDE), conv_output_size(width, kernels, STRIDE)
     if out_h < 1 or out_w < 1:
         raise ValueError(f"images of {height}x{width} are too small for encoder kernels "
                          f"{tuple(kernels)} (stride 2, VALID); use fewer/smaller kernels")

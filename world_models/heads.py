@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rl import symlog
-from world_models.mlp import DenseStack
+from rl.core import symlog
+from rl.core.nets import DenseStack
 
 SCALAR_KINDS = ("gaussian", "twohot")
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from world_models.config import WorldModelConfig
-from world_models.mlp import NormAct, check_norm
+from rl.core.nets import NormAct, check_norm
 
 Params = Any
 

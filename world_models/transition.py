@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from world_models.patch_conv import CONV_IMPLS, conv_module
+from rl.core.patch_conv import CONV_IMPLS, conv_module
 
 Params = Any
 NORMS = ("batch", "none")
@@ -87,7 +87,7 @@ class ConvTransitionCell(nn.Module):
     norm: str = "batch"
     residual: bool = False
     renormalize: bool = True
-    conv: str = "xla"                    # world_models.patch_conv.CONV_IMPLS
+    conv: str = "xla"                    # rl.core.patch_conv.CONV_IMPLS
 
     @nn.compact
     def __call__(self, latent: jax.Array, action: jax.Array) -> jax.Array:

@@ -17,8 +17,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rl import imagination, symlog
-from rl.envs.types import EnvSpec
+from rl.core import rollout as rollout_lib, symlog
+from rl.core.types import EnvSpec
 from world_models import conv, heads
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState
@@ -153,12 +153,12 @@ class WorldModel:
         return self.rssm.img_step(params["rssm"], state, action, key)
 
     def imagine(self, params: Params, start: LatentState, policy_fn: FeaturePolicy,
-                horizon: int, key: jax.Array, unroll: int = 1) -> imagination.Rollout:
+                horizon: int, key: jax.Array, unroll: int = 1) -> rollout_lib.Rollout:
         """Roll ``start [N, ...]`` forward ``horizon`` steps under ``policy_fn(feat, key)``.
         Returns a ``Rollout`` whose ``states`` are ``LatentState [N, H+1, ...]``."""
         step_fn = lambda state, action, k: self.img_step(params, state, action, k)
         policy = lambda state, k: policy_fn(self.features(state), k)
-        return imagination.rollout(step_fn, policy, start, horizon, key, unroll)
+        return rollout_lib.rollout(step_fn, policy, start, horizon, key, unroll)
 
     # ---- heads -------------------------------------------------------------------------------
     def reward_out(self, params: Params, feat: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ import representations.spr as spr  # noqa: E402
 from experiments.bench import _filled_replay  # noqa: E402
 from results.scripts.profile_spr import timed  # noqa: E402
 from rl.agents.rainbow import RainbowAgent, RainbowConfig  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec  # noqa: E402
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import jax
 sys.path.insert(0, ".")
 from experiments.bench import _filled_replay, time_call, update_call  # noqa: E402
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec  # noqa: E402
 
 
 def timed(name, agent, replay, key, precision=None):

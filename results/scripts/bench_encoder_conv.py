@@ -17,7 +17,7 @@ from rl.agents.drqv2 import DrQV2Agent, DrQV2Config  # noqa: E402
 from rl.agents.imagination import ImaginationAgent  # noqa: E402
 from rl.agents.imagination_config import ImaginationConfig  # noqa: E402
 from rl.agents.seed_stack import SeedStack  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec  # noqa: E402
 
 
 def make_agent(name: str, conv: str, spec: EnvSpec):

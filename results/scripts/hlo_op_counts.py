@@ -21,7 +21,7 @@ from experiments.bench import _filled_replay  # noqa: E402
 from representations.spr import SPRConfig  # noqa: E402
 from rl.agents.rainbow import RainbowAgent, RainbowConfig  # noqa: E402
 from rl.agents.seed_stack import SeedStack  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec  # noqa: E402
 from rl.loop import make_update_fn  # noqa: E402
 
 TRIVIAL = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}

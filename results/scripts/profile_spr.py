@@ -25,7 +25,7 @@ sys.path.insert(0, ".")
 from experiments.bench import _filled_replay, median_time, update_call  # noqa: E402
 from rl.agents.rainbow import RainbowAgent, RainbowConfig  # noqa: E402
 from rl.agents.seed_stack import SeedStack  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec  # noqa: E402
 from representations.spr import SPRConfig  # noqa: E402
 
 

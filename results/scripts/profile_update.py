@@ -21,7 +21,7 @@ sys.path.insert(0, ".")
 from experiments.bench import _filled_replay, median_time  # noqa: E402
 from rl.agents.imagination import ImaginationAgent, _flatten_batch_time  # noqa: E402
 from rl.agents.imagination_config import ImaginationConfig  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec  # noqa: E402
 
 ROWS = []
 

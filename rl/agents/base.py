@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import jax
 
-from rl.envs.types import EnvSpec
+from rl.core.types import EnvSpec
 
 State = Any   # the agent's whole train state: a pytree (params, optimiser states, targets, counters)
 Carry = Any   # per-env acting memory (frame stack, recurrent latent state, ...): a pytree

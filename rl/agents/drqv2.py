@@ -33,7 +33,7 @@ Extension points (all in ``rl.agents.drqv2_hooks``; pass ``DrQV2Hooks`` to the c
       dormant ratio). ``DrQV2Agent.actor_intermediates`` gives them outside ``update``.
   (e) ``perturb(params, fresh_params, alpha, where)`` (shrink and perturb, pure) together with
       ``DrQV2Agent.init_params`` for fresh params and ``DrQV2Agent.reset_optimizers``, e.g.
-      ``perturb(state.params, agent.init_params(key), alpha, where=rl.nets.is_dense_param)``.
+      ``perturb(state.params, agent.init_params(key), alpha, where=rl.core.nets.is_dense_param)``.
   (f) ``action_encoder``: the critic sees ``phi(a)`` in the target, critic and actor losses;
       ``window_horizon``: ``sample`` draws ``TransitionWindows`` (TACO).
 
@@ -57,12 +57,12 @@ from rl.agents.drqv2_hooks import (AuxLoss, AuxState, DrQV2Hooks, TargetInputs, 
 from rl.agents.drqv2_losses import actor_loss, critic_loss, sample_target_action
 from rl.agents.drqv2_networks import DrQV2Networks, DrQV2Params, make_networks
 from rl.agents.drqv2_objectives import objective_hooks
-from rl.agents.drqv2_schedule import parse_schedule
-from rl.augment import random_shift
-from rl.distributions import truncated_normal_sample
+from rl.core.schedules import parse_schedule
+from rl.core.augment import random_shift
+from rl.core.distributions import truncated_normal_sample
 from rl.envs import frame_stack
-from rl.envs.types import EnvSpec
-from rl.nets import conv_encoder_output_size
+from rl.core.types import EnvSpec
+from rl.core.nets import conv_encoder_output_size
 
 __all__ = ["AuxLoss", "AuxState", "DrQV2Agent", "DrQV2Config", "DrQV2Hooks", "DrQV2Params",
            "DrQV2State", "TargetInputs", "min_q_target", "perturb"]

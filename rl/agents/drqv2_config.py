@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rl.agents.drqv2_schedule import parse_schedule
-from world_models.patch_conv import CONV_IMPLS
+from rl.core.schedules import parse_schedule
+from rl.core.patch_conv import CONV_IMPLS
 
 ENCODER_DTYPES = ("float32", "bfloat16")
 
@@ -19,7 +19,7 @@ class DrQV2Config:
     batch_size: int = 256
     n_step: int = 3
     gamma: float = 0.99
-    stddev_schedule: str = "linear(1.0,0.1,500000)"   # in agent steps; see drqv2_schedule
+    stddev_schedule: str = "linear(1.0,0.1,500000)"   # in agent steps; see rl.core.schedules
     stddev_clip: float = 0.3
     num_expl_steps: int = 2000           # uniform random actions before this many agent steps
     frame_stack: int = 3

@@ -130,7 +130,7 @@ def perturb(params: Params, fresh_params: Params, alpha: jax.Array | float,
     """Shrink and perturb: ``alpha * params + (1 - alpha) * fresh_params`` leaf by leaf.
 
     ``where(path, leaf)`` picks the leaves to change (others are kept); ``None`` changes all.
-    DrM changes only dense weights and biases: pass ``rl.nets.is_dense_param``.
+    DrM changes only dense weights and biases: pass ``rl.core.nets.is_dense_param``.
     """
     def mix(path: tuple, old: jax.Array, new: jax.Array) -> jax.Array:
         if where is not None and not where(path, old):

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from rl.agents.drqv2_networks import DrQV2Networks
-from rl.distributions import truncated_normal_sample
+from rl.core.distributions import truncated_normal_sample
 
 Params = Any
 Metrics = dict[str, jax.Array]

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from rl.agents.drqv2_config import DrQV2Config
-from rl.nets import MLP, ConvEncoder, Trunk
+from rl.core.nets import MLP, ConvEncoder, Trunk
 
 Params = Any
 

@@ -14,7 +14,7 @@ from representations import weigh
 from representations.taco import ActionEncoder, TacoConfig, TacoHeads, latent_action_dim
 from rl.agents.drqv2_hooks import AuxLoss, DrQV2Hooks
 from rl.agents.drqv2_networks import DrQV2Params
-from rl.augment import random_shift
+from rl.core.augment import random_shift
 from rl.replay import TransitionWindows
 
 OBJECTIVES = ("taco",)

@@ -31,7 +31,7 @@ import representations
 from rl import actor_critic as ac
 from rl import replay as replay_lib
 from rl.agents.imagination_config import ImaginationConfig
-from rl.envs.types import EnvSpec
+from rl.core.types import EnvSpec
 from rl.imagination import ReturnNormalizer, lambda_returns
 from world_models.rssm import LatentState
 from world_models.world_model import WorldModel

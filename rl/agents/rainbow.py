@@ -40,15 +40,16 @@ import jax.numpy as jnp
 import optax
 
 from rl import replay as replay_lib
-from rl.agents.drqv2_schedule import parse_schedule
+from rl.core.schedules import parse_schedule
 from rl.agents.rainbow_config import RainbowConfig
 from rl.agents.rainbow_hooks import AuxInputs, AuxLoss, RainbowHooks, combine
 from rl.agents.rainbow_losses import (c51_loss, c51_target, clip_n_step_rewards,
                                       importance_weights, select_distribution)
-from rl.agents.rainbow_networks import RainbowNetworks, conv_output_size
+from rl.agents.rainbow_networks import RainbowNetworks
+from rl.core.nets import conv_output_size
 from rl.agents.rainbow_objectives import objective_hooks
 from rl.envs import frame_stack
-from rl.envs.types import EnvSpec
+from rl.core.types import EnvSpec
 
 __all__ = ["AuxInputs", "AuxLoss", "RainbowAgent", "RainbowConfig", "RainbowHooks",
            "RainbowState"]

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from rl.agents.rainbow_config import RainbowConfig
-from world_models.patch_conv import conv_module
+from rl.core.patch_conv import conv_module
 from world_models.transition import renormalize  # SPR's per-sample min-max to [0, 1]
-from rl.augment import intensity, random_shift
+from rl.core.augment import intensity, random_shift
 
 Params = Any
 
@@ -67,14 +67,6 @@ class NoisyDense(nn.Module):
         return y
 
 
-def conv_output_size(size: int, kernels: Sequence[int], strides: Sequence[int],
-                     padding: str) -> int:
-    """Side of the encoder's output map for ``size x size`` images (0: too small)."""
-    for k, s in zip(kernels, strides):
-        size = -(-size // s) if padding == "SAME" else max((size - k) // s + 1, 0)
-    return size
-
-
 def dueling_logits(value: jax.Array, advantage: jax.Array) -> jax.Array:
     """``V + A - mean_a A`` per atom: value ``[B, 1, N]``, advantage ``[B, A, N]`` -> logits
     ``[B, A, N]``."""
@@ -89,7 +81,7 @@ class NatureEncoder(nn.Module):
     strides: Sequence[int] = (4, 2, 1)
     padding: str = "VALID"
     renormalize: bool = True
-    conv: str = "xla"                    # world_models.patch_conv.CONV_IMPLS
+    conv: str = "xla"                    # rl.core.patch_conv.CONV_IMPLS
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:

@@ -11,7 +11,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from rl.envs.base import Env  # noqa: E402
 from rl.envs.registry import list_envs, make  # noqa: E402
-from rl.envs.types import ActionSpec, EnvSpec, TimeStep  # noqa: E402
+from rl.core.types import ActionSpec, EnvSpec, TimeStep  # noqa: E402
 from rl.envs.vector import VectorEnv, seed_for  # noqa: E402
 
 __all__ = ["ActionSpec", "Env", "EnvSpec", "TimeStep", "VectorEnv", "list_envs", "make", "seed_for"]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rl.envs.base import Info, check_choice, check_positive_int, check_seed
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 
 ADROIT_TASKS: dict[str, str] = {
     "door": "AdroitHandDoor-v1", "hammer": "AdroitHandHammer-v1",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rl.envs.base import Info, check_choice, check_positive_int, check_seed
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 
 # The 26 games of the Atari-100k benchmark (any ALE game can be made; these are listed offline).
 ATARI_100K_GAMES: tuple[str, ...] = (

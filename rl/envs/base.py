@@ -5,7 +5,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from rl.envs.types import EnvSpec
+from rl.core.types import EnvSpec
 
 Info = dict[str, Any]
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from rl.envs import distractors
 from rl.envs.base import Info, check_choice, check_positive_int, check_seed, repeat_action
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 
 # dm_control.suite.ALL_TASKS (dm-control 1.0.50), kept here so that listing names needs no import;
 # a test checks it against the installed suite.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rl.envs.base import Info, check_choice, check_positive_int, check_seed, repeat_action
-from rl.envs.types import ActionSpec, EnvSpec
+from rl.core.types import ActionSpec, EnvSpec
 
 TOY_TASKS = ("reach", "reach_discrete")
 GOAL = 4        # goal square side (px)

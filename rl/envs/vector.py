@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rl.envs.base import Env, check_positive_int
-from rl.envs.types import EnvSpec, TimeStep
+from rl.core.types import EnvSpec, TimeStep
 
 Command = tuple[str, Any]  # ("reset", seed) | ("step", action)
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl.envs.types import TimeStep
+from rl.core.types import TimeStep
 from rl.replay.state import ReplayState
 
 

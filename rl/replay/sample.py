@@ -5,39 +5,13 @@ may be traced (BBF anneals it). Jit them with those names static, or call inside
 """
 from __future__ import annotations
 
-import flax
 import jax
 import jax.numpy as jnp
 
+from rl.core.batches import Sequences, Transitions
 from rl.replay.gather import gather_stack, gather_window, n_step_return
 from rl.replay.samplers import Sampler, sample_starts, uniform
 from rl.replay.state import ReplayState, slot_ages
-
-
-@flax.struct.dataclass
-class Transitions:
-    obs: jax.Array        # [B, H, W, Ch*S] uint8, stack at t (oldest frame first)
-    action: jax.Array     # [B, *A] the action taken at obs_t (stored at t+1)
-    reward: jax.Array     # [B] sum_{k=1..m} gamma^(k-1) r_{t+k}
-    discount: jax.Array   # [B] gamma^m * discount_{t+m}: 0 after a terminal
-    next_obs: jax.Array   # [B, H, W, Ch*S] uint8, stack at t+m
-    env_index: jax.Array  # [B] int32
-    slot: jax.Array       # [B] int32, slot of t (for update_priorities)
-    prob: jax.Array       # [B] float32 sampling probability (for importance weights)
-
-
-@flax.struct.dataclass
-class Sequences:
-    obs: jax.Array          # [B, T, H, W, Ch] uint8
-    action: jax.Array       # [B, T, *A] action that LED to obs[:, t] (zeros on is_first)
-    reward: jax.Array       # [B, T] reward received on arriving at obs[:, t]
-    discount: jax.Array     # [B, T]
-    is_first: jax.Array     # [B, T] stored flags: a window may start mid-episode and cross into the next one
-    is_last: jax.Array      # [B, T]
-    is_terminal: jax.Array  # [B, T]
-    env_index: jax.Array    # [B] int32
-    slot: jax.Array         # [B] int32, slot of the window's first step
-    prob: jax.Array         # [B] float32
 
 
 def _check_steps(name: str, value: int, capacity: int, largest: int) -> None:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl.envs.types import EnvSpec
+from rl.core.types import EnvSpec
 
 
 @flax.struct.dataclass

@@ -8,22 +8,14 @@ episode's end and masks the steps after it (SPR's done-masking).
 """
 from __future__ import annotations
 
-import flax
 import jax
 import jax.numpy as jnp
 
 from rl.replay.gather import gather_stack, gather_window
-from rl.replay.sample import Transitions, _check_steps, sample_transitions_at, valid_transition_starts
+from rl.core.batches import TransitionWindows
+from rl.replay.sample import _check_steps, sample_transitions_at, valid_transition_starts
 from rl.replay.samplers import Sampler, sample_starts, uniform
 from rl.replay.state import ReplayState, slot_ages
-
-
-@flax.struct.dataclass
-class TransitionWindows:
-    transition: Transitions  # the n-step transition at t
-    actions: jax.Array       # [B, K, *A] a_t .. a_{t+K-1}; zeros after t's episode ends
-    future_obs: jax.Array    # [B, K, H, W, Ch*S] stacks at t+1 .. t+K; repeats the last valid one
-    future_valid: jax.Array  # [B, K] bool: step t+k (k = 1..K) belongs to t's episode
 
 
 def window_steps_in_episode(state: ReplayState, horizon: int) -> jax.Array:

@@ -1,7 +1,11 @@
-"""Shared Flax building blocks: an MLP, a LayerNorm-Tanh trunk, and the DrQ-v2 conv encoder.
+"""Shared Flax building blocks, the one network library of the project.
 
-Initialisation follows DrQ-v2's ``utils.weight_init``: orthogonal weights (gain 1 for dense
-layers, ReLU gain sqrt(2) for convolutions) and zero biases.
+- DrQ-v2 style (``dense``, ``MLP``, ``Trunk``, ``ConvEncoder``): DrQ-v2's ``utils.weight_init``,
+  orthogonal weights (gain 1 for dense layers, ReLU gain sqrt(2) for convolutions), zero biases.
+- Dreamer style (``DenseStack``, ``NormAct``): ``layers x (Dense -> [LayerNorm] -> act)`` with no
+  output layer (heads add their own); Dreamer-v1 uses ELU and no normalisation, DreamerV3
+  LayerNorm + SiLU.
+- ``conv_output_size``: the spatial size after a stack of VALID convolutions (every encoder).
 
 Activations for a dormant-ratio metric are recorded with ``sow`` into the ``"intermediates"``
 collection. Sowing costs nothing unless the caller opts in with
@@ -19,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from world_models.patch_conv import conv_module
+from rl.core.patch_conv import conv_module
 
 RELU_GAIN = math.sqrt(2.0)   # torch.nn.init.calculate_gain('relu')
 TORCH_LAYERNORM_EPS = 1e-5   # torch.nn.LayerNorm default (flax's default is 1e-6)
@@ -105,11 +109,78 @@ def is_dense_param(path: tuple, leaf: object = None) -> bool:
     return module == "dense" or module.startswith("dense_")
 
 
+def conv_output_size(size: int, kernels: Sequence[int], strides: Sequence[int] | int = 2,
+                     padding: str = "VALID") -> int:
+    """Side of a conv stack's output map for ``size``-pixel inputs (0 or less: too small).
+
+    ``strides`` is one stride for every layer or one per layer; ``padding`` "VALID" or "SAME"."""
+    if isinstance(strides, int):
+        strides = (strides,) * len(kernels)
+    if padding not in ("VALID", "SAME"):
+        raise ValueError(f"padding={padding!r}; valid: ['VALID', 'SAME']")
+    for k, s in zip(kernels, strides):
+        size = -(-size // s) if padding == "SAME" else (size - k) // s + 1
+    return size
+
+
 def conv_encoder_output_size(height: int, width: int, channels: int = 32,
                              num_layers: int = 4) -> int:
     """Number of features ``ConvEncoder`` gives for ``height x width`` images."""
-    h, w = (height - 3) // 2 + 1, (width - 3) // 2 + 1
-    h, w = h - 2 * (num_layers - 1), w - 2 * (num_layers - 1)
+    kernels, strides = (3,) * num_layers, (2,) + (1,) * (num_layers - 1)
+    h, w = conv_output_size(height, kernels, strides), conv_output_size(width, kernels, strides)
     if h < 1 or w < 1:
         raise ValueError(f"images of {height}x{width} are too small for {num_layers} conv layers")
     return h * w * channels
+
+
+# ---- Dreamer-style dense stacks (world model, actor, critic) ----------------------------------
+# Flax default init (LeCun-normal kernels, zero biases); Dreamer-v1 used Glorot-uniform (TF) and
+# the RePo port PyTorch's default: none of these choices is load-bearing.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "elu": nn.elu, "silu": nn.silu, "relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu,
+    "none": lambda x: x,
+}
+NORMS = ("none", "layer")
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation function called ``name``; a clear error for unknown names."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def check_norm(name: str) -> str:
+    if name not in NORMS:
+        raise ValueError(f"unknown norm {name!r}; valid: {list(NORMS)}")
+    return name
+
+
+class NormAct(nn.Module):
+    """Optional LayerNorm followed by an activation."""
+
+    act: str = "elu"
+    norm: str = "none"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if check_norm(self.norm) == "layer":
+            x = nn.LayerNorm(epsilon=1e-3)(x)
+        return activation(self.act)(x)
+
+
+class DenseStack(nn.Module):
+    """``layers`` times Dense(units) -> [LayerNorm] -> act. Works on any leading shape."""
+
+    layers: int
+    units: int
+    act: str = "elu"
+    norm: str = "none"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(self.layers):
+            # LayerNorm makes the bias redundant (DreamerV3 omits it too)
+            x = nn.Dense(self.units, use_bias=self.norm == "none", name=f"dense_{i}")(x)
+            x = NormAct(self.act, self.norm, name=f"norm_act_{i}")(x)
+        return x

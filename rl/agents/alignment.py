@@ -53,7 +53,8 @@ import optax
 from flax import struct
 
 from rl import replay as replay_lib
-from rl.nets import dense
+from rl.core.batches import Sequences
+from rl.core.nets import dense
 
 Params = Any
 MODES = ("support", "distribution")
@@ -215,9 +216,9 @@ class AlignState:
 
 @struct.dataclass
 class AlignBatch:
-    source: replay_lib.Sequences            # source-domain sequences [B, T]
-    target: replay_lib.Sequences            # target-domain sequences [B, T]
-    pair: Optional[replay_lib.Sequences]    # [B, T, H, W, 2C]: source | target frames, or None
+    source: Sequences            # source-domain sequences [B, T]
+    target: Sequences            # target-domain sequences [B, T]
+    pair: Optional[Sequences]    # [B, T, H, W, 2C]: source | target frames, or None
 
 
 class Aligner:
