@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -197,6 +198,16 @@ class LoopState:
     evals: int = 0
 
 
+@flax.struct.dataclass
+class TrainerState:
+    """Everything on the device that a run carries from step to step (and checkpoints)."""
+
+    agent: Any       # the agent's train state (a SeedStack of them with num_seeds > 1)
+    replay: Any      # ``rl.replay.ReplayState``
+    key: jax.Array   # the loop's rng
+    carry: Any       # the agent's acting memory for every env
+
+
 class Trainer:
     """Owns the pieces of one run; ``run()`` trains until the frame budget is spent.
 
@@ -254,13 +265,12 @@ class Trainer:
         # agent state and carry committed to the device, like everything the jitted update and
         # act return: otherwise each compiles twice (once for uncommitted inputs)
         device = jax.devices()[0]
-        self.state = {
-            "agent": jax.device_put(self.agent.init(init_key), device),
-            "replay": replay_lib.init(self.spec, capacity, self.total_envs, self.replay_device,
-                                      priority_groups=num_seeds),
-            "key": key,
-            "carry": jax.device_put(self.agent.initial_carry(self.total_envs), device),
-        }
+        self.state = TrainerState(
+            agent=jax.device_put(self.agent.init(init_key), device),
+            replay=replay_lib.init(self.spec, capacity, self.total_envs, self.replay_device,
+                                   priority_groups=num_seeds),
+            key=key,
+            carry=jax.device_put(self.agent.initial_carry(self.total_envs), device))
         self.loop = LoopState()
         self.timestep: TimeStep | None = None
         self._last_eval: dict[str, float] = {}
@@ -292,12 +302,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ collection
     def _add(self, ts: TimeStep, action: np.ndarray) -> None:
-        self.state["replay"] = replay_lib.add_timestep(self.state["replay"], ts,
-                                                       action.astype(self.spec.action.dtype))
+        self.state = self.state.replace(replay=replay_lib.add_timestep(
+            self.state.replay, ts, action.astype(self.spec.action.dtype)))
 
     def _step_keys(self) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Keys for acting, random warm-up actions and updates (one jitted split per step)."""
-        self.state["key"], *keys = self._split4(self.state["key"])
+        key, *keys = self._split4(self.state.key)
+        self.state = self.state.replace(key=key)
         return tuple(keys)
 
     def update_every(self) -> int:
@@ -342,17 +353,18 @@ class Trainer:
             ts = self.timestep
             key_act, key_rand, key_update = self._step_keys()
             step = np.int32(loop.step)
-            action, self.state["carry"] = self.act(
-                self.state["agent"], self.state["carry"], jnp.asarray(ts.obs),
-                jnp.asarray(ts.is_first), key_act, step, explore=True)
+            action, carry = self.act(self.state.agent, self.state.carry, jnp.asarray(ts.obs),
+                                     jnp.asarray(ts.is_first), key_act, step, explore=True)
+            self.state = self.state.replace(carry=carry)
             if loop.step < warmup_steps:
                 action = self.random_actions(key_rand, self.spec.action, self.total_envs)
             calls = (loop.step + self.num_envs) // update_every - loop.step // update_every
             if loop.step >= learning_starts and calls > 0:
                 for key in jax.random.split(key_update, calls):
                     perf.start_update()
-                    self.state["agent"], self.state["replay"], metrics = self.update(
-                        self.state["agent"], self.state["replay"], key, step)
+                    agent_state, replay, metrics = self.update(self.state.agent,
+                                                               self.state.replay, key, step)
+                    self.state = self.state.replace(agent=agent_state, replay=replay)
                     perf.end_update(cfg.updates_per_call, metrics)
                     loop.updates += cfg.updates_per_call
             action = np.asarray(action)        # waits for act only; the update keeps running
@@ -404,7 +416,7 @@ class Trainer:
         self.loop.evals += 1
         record = (self.cfg.video_every_evals > 0
                   and (self.loop.evals - 1) % self.cfg.video_every_evals == 0)
-        results, video = evaluate(self.agent, self.act, self.state["agent"], self.eval_env,
+        results, video = evaluate(self.agent, self.act, self.state.agent, self.eval_env,
                                   self.cfg.eval_episodes, key, jnp.asarray(self.loop.step),
                                   record_video=record, groups=self.num_seeds)
         frames = self.loop.step * self.action_repeat
@@ -427,7 +439,7 @@ class Trainer:
         if not hasattr(self, "_report_fn"):
             self._report_fn = jax.jit(
                 lambda state, replay, key: self.agent.report(state, self.agent.sample(replay, key), key))
-        for name, video in self._report_fn(self.state["agent"], self.state["replay"], key).items():
+        for name, video in self._report_fn(self.state.agent, self.state.replay, key).items():
             self.loggers[0].video(frames, f"report/{name}", np.asarray(video))
 
 
