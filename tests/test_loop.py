@@ -153,7 +153,7 @@ def test_trace_covers_the_requested_iterations_and_summarises(tmp_path):
                agent="rainbow_spr"))
     loop = json.loads((run / "trace" / "loop.json").read_text())
     assert loop["iterations"] == 4 and loop["wall_ms_per_iteration"] > 0
-    summary = subprocess.run([sys.executable, "results/scripts/loop_trace_summary.py",
+    summary = subprocess.run([sys.executable, "experiments/trace_summary.py",
                               str(run / "trace")], capture_output=True, text=True, check=True,
                              cwd=pathlib.Path(__file__).parents[1]).stdout
     assert "4 loop iterations" in summary and "host events" in summary

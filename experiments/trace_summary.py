@@ -1,6 +1,6 @@
 """Where a training loop iteration's time goes, from the trace ``loop.trace_at_frames`` takes.
 
-    python results/scripts/loop_trace_summary.py <run dir>/trace
+    python experiments/trace_summary.py <run dir>/trace
 
 Prints, per loop iteration: the device's busy time summed over its kernels (against the wall
 clock the loop printed), that time split by XLA module (jit_act, jit_updates, the replay add,
