@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from representations.base import (Objective, ObjectiveBase, check_loss_scales, weigh)
+from representations.base import (Needs, Objective, ObjectiveBase, ObjectiveInputs,
+                                  check_loss_scales, weigh)
 from representations.reconstruction import ReconstructionConfig, ReconstructionObjective
 from representations.repo import RePoConfig, RePoObjective
 from representations.spr import SPRConfig, SPRObjective
@@ -39,6 +40,7 @@ register("repo", RePoObjective)
 register("spr", SPRObjective)
 register("taco", TacoObjective)
 
-__all__ = ["Objective", "ObjectiveBase", "check_loss_scales", "weigh", "register", "get",
-           "names", "ReconstructionConfig", "ReconstructionObjective", "TacoConfig", "TacoObjective",
-           "RePoConfig", "RePoObjective", "SPRConfig", "SPRObjective"]
+__all__ = ["Needs", "Objective", "ObjectiveBase", "ObjectiveInputs", "check_loss_scales",
+           "weigh", "register", "get", "names", "ReconstructionConfig",
+           "ReconstructionObjective", "TacoConfig", "TacoObjective", "RePoConfig",
+           "RePoObjective", "SPRConfig", "SPRObjective"]
