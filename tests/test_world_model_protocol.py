@@ -142,8 +142,16 @@ class ZeroDynamics(ObjectiveBase):
         return {"dynamics": jnp.zeros(inputs.features.shape[:2])}, {}
 
 
-world_models.register("toy_test", ToyWorldModel)
-representations.register("zero_dynamics_test", ZeroDynamics)
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    """The test's world model and objective, in the registries only while these tests run."""
+    world_models.register("toy_test", ToyWorldModel)
+    representations.register("zero_dynamics_test", ZeroDynamics)
+    yield
+    world_models.unregister("toy_test")
+    representations.unregister("zero_dynamics_test")
+
+
 SMALL_AC = ActorCriticConfig(actor_layers=1, actor_units=16, critic_layers=1, critic_units=16)
 CFG = ImaginationConfig(world_model=ToyConfig(), actor_critic=SMALL_AC, objectives={},
                         batch_size=4, length=8, horizon=5, model_lr=1e-2, actor_lr=1e-3,

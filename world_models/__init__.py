@@ -2,12 +2,12 @@
 protocol (``world_models.base``) and one registry (``get(name)``, picked by ``world_model.name``).
 """
 from world_models.base import (Imagined, ObserveOutput, WorldModel, build, get, names,
-                               register)
+                               register, unregister)
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState
 from world_models.world_model import RSSMOutput, RSSMWorldModel
 
 register("rssm", RSSMWorldModel)
 
-__all__ = ["WorldModel", "ObserveOutput", "Imagined", "register", "get", "names", "build",
-           "WorldModelConfig", "RSSM", "LatentState", "RSSMWorldModel", "RSSMOutput"]
+__all__ = ["WorldModel", "ObserveOutput", "Imagined", "register", "unregister", "get", "names",
+           "build", "WorldModelConfig", "RSSM", "LatentState", "RSSMWorldModel", "RSSMOutput"]

@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import jax
 
+from rl.core.registry import Registry
 from rl.core.rollout import Rollout
 from rl.core.types import EnvSpec
 
@@ -90,25 +91,10 @@ class WorldModel(Protocol):
         """Action vectors -> env actions."""
 
 
-_REGISTRY: dict[str, Any] = {}
-
-
-def register(name: str, model_cls: Any) -> None:
-    """Add a world-model class (``cls(config, spec)``, with ``cls.Config``) under ``name``."""
-    if name in _REGISTRY and _REGISTRY[name] is not model_cls:
-        raise ValueError(f"world model {name!r} is already registered")
-    _REGISTRY[name] = model_cls
-
-
-def get(name: str) -> Any:
-    """The world-model class called ``name``; a clear error lists the valid names."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown world model {name!r}; valid: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+_REGISTRY = Registry("world model")
+# register(name, cls): cls(config, spec), with cls.Config; get(name); names()
+register, unregister = _REGISTRY.register, _REGISTRY.unregister
+get, names = _REGISTRY.get, _REGISTRY.names
 
 
 def build(cfg: Any, spec: EnvSpec) -> WorldModel:
