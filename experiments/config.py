@@ -120,7 +120,8 @@ def _from_node(cls: type, node: Any) -> Any:
                              f"{[f.name for f in dataclasses.fields(cls)]}")
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if _single_objective(cls) and f.name == "objective" and OBJECTIVES in node:
+        if (f.name == "objective" and _single_objective(cls)
+                and isinstance(node, (dict, DictConfig)) and OBJECTIVES in node):
             kwargs["objective"] = _single(cls, objective_configs(node[OBJECTIVES]))
             continue
         if isinstance(node, (dict, DictConfig)) and f.name not in node:
