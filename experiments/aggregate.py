@@ -131,10 +131,11 @@ def _read_json(path: pathlib.Path) -> Any:
 
 def _method_of(cfg: dict) -> str:
     agent = cfg.get("agent") or {}
-    objective = agent.get("objective")
-    name = agent.get("name", "?")
-    return f"{name}+{objective['name']}" if isinstance(objective, dict) and objective.get(
-        "name") else name
+    objectives = agent.get("objectives") or {}
+    if isinstance(agent.get("objective"), dict):   # runs from before the objective lists
+        objectives = {"objective": agent["objective"]}
+    names = [o["name"] for o in objectives.values() if isinstance(o, dict) and o.get("name")]
+    return "+".join([agent.get("name", "?"), *names])
 
 
 def _last_eval(run_dir: pathlib.Path) -> dict | None:

@@ -172,6 +172,11 @@ class LoadedRun:
     meta: dict
 
 
+def objective_names(cfg: DictConfig) -> str:
+    """The trained run's objectives, e.g. ``"repo"`` or ``"repo+taco"`` (``"none"``)."""
+    return "+".join(o.name for o in (cfg.agent.get("objectives") or {}).values()) or "none"
+
+
 def env_factory(cfg: DictConfig, **kwargs: Any) -> Callable[[], Any]:
     """A picklable maker of the run's env with its kwargs updated by ``kwargs``."""
     from rl.envs import registry
@@ -241,7 +246,7 @@ def load_run(run: str | pathlib.Path, step: int | None = None, seed_index: int =
                                    if f.name not in ("max_priority", "ptr", "size")},
                                 max_priority=replay.max_priority[seed_index:seed_index + 1])
     print_fn(f"loaded {run_dir} at step {step} ({step * spec.action_repeat} frames; "
-             f"objective {cfg.agent.objective.name}); source replay {int(replay.size)} steps "
+             f"objectives {objective_names(cfg)}); source replay {int(replay.size)} steps "
              f"x {replay.num_envs} envs")
     return LoadedRun(cfg=cfg, agent=agent, state=agent_state, replay=replay, step=int(step),
                      meta=meta)
@@ -515,7 +520,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
         result = {
             "run": str(pathlib.Path(cfg.run).absolute()), "checkpoint_step": run.step,
             "trained_frames": run.step * repeat, "env": run.cfg.env.name,
-            "objective": run.cfg.agent.objective.name, "source_env_kwargs": source_kwargs,
+            "objective": objective_names(run.cfg), "source_env_kwargs": source_kwargs,
             "target_env_kwargs": target_kwargs, "before": before, "after": after,
             "return_change": {d: after[d]["return"] - before[d]["return"] for d in before},
             "timeline": timeline, "updates": updates, "paired_steps": pair_steps * n,

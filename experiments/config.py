@@ -48,6 +48,9 @@ class LoggerConfig:
 def _mirror_type(tp: Any) -> Any:
     """Types OmegaConf validates: tuples become lists, nested dataclasses are mirrored."""
     origin = typing.get_origin(tp)
+    if origin is dict:
+        key, value = typing.get_args(tp) or (str, Any)
+        return Dict[key, _mirror_type(value)]
     if origin is tuple:
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return List[_mirror_type(args[0]) if args else Any]
@@ -70,14 +73,20 @@ def mirror(cls: type, name: str | None = None) -> type:
         return _MIRRORS[cls]
     hints = typing.get_type_hints(cls)
     fields = [] if name is None else [("name", str, dataclasses.field(default=name))]
+    if name is not None and _single_objective(cls):   # until the agent takes a list
+        fields.append((OBJECTIVES, Dict[str, Any], dataclasses.field(default_factory=dict)))
     for f in dataclasses.fields(cls):
+        if name is not None and f.name == "objective" and _single_objective(cls):
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, tuple):
             default = list(default)
         if hints[f.name] is Any and dataclasses.is_dataclass(default):
-            # A slot for any config with a name (the objective): left empty, so whichever group
-            # option fills it brings its own schema; an empty slot keeps the Python default.
+            # A slot for any config with a name (the world model): left empty, so whichever
+            # group option fills it brings its own schema; an empty slot keeps the Python default.
             field = dataclasses.field(default=None)
+        elif _is_named_configs(hints[f.name], default):
+            field = dataclasses.field(default_factory=dict)   # filled by objective=[...]
         elif dataclasses.is_dataclass(default) or isinstance(default, (list, dict)):
             value = default
             field = dataclasses.field(default_factory=lambda v=value: _node_default(v))
@@ -103,23 +112,30 @@ def _node_default(value: Any) -> Any:
 def _from_node(cls: type, node: Any) -> Any:
     """Builds the agent's own frozen config from a validated Hydra node."""
     hints = typing.get_type_hints(cls)
+    extra = {"name"} | ({OBJECTIVES} if _single_objective(cls) else set())
     if isinstance(node, (dict, DictConfig)):  # `+key=value` can append past the schema
-        unknown = sorted(set(node) - {f.name for f in dataclasses.fields(cls)} - {"name"})
+        unknown = sorted(set(node) - {f.name for f in dataclasses.fields(cls)} - extra)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: "
                              f"{[f.name for f in dataclasses.fields(cls)]}")
     kwargs = {}
     for f in dataclasses.fields(cls):
+        if (f.name == "objective" and _single_objective(cls)
+                and isinstance(node, (dict, DictConfig)) and OBJECTIVES in node):
+            kwargs["objective"] = _single(cls, objective_configs(node[OBJECTIVES]))
+            continue
         if isinstance(node, (dict, DictConfig)) and f.name not in node:
-            continue   # a partial nested objective (``base={name: repo}``): the field's default
+            continue   # a partial node: the field's default
         value = node[f.name] if isinstance(node, (dict, DictConfig)) else getattr(node, f.name)
         tp = hints[f.name]
         if tp is Any and value is None and f.default_factory is not dataclasses.MISSING:
-            continue   # an empty objective slot: the dataclass default
+            continue   # an empty world-model slot: the dataclass default
         if dataclasses.is_dataclass(tp):
             value = _from_node(tp, value)
+        elif f.name == OBJECTIVES:
+            value = objective_configs(value)
         elif tp is Any and isinstance(value, DictConfig) and "name" in value:
-            value = _from_node(objective_config_class(value.name), value)
+            value = _from_node(named_config_class(f.name, value.name), value)
         elif typing.get_origin(tp) is tuple:
             value = tuple(value)
         elif isinstance(value, DictConfig):
@@ -158,13 +174,66 @@ def objective_config_class(name: str) -> type:
     return representations.get(name).Config
 
 
+def world_model_config_class(name: str) -> type:
+    import world_models
+
+    return world_models.get(name).Config
+
+
+def named_config_class(field: str, name: str) -> type:
+    """The config class of a slot filled by a registry name (``world_model.name``)."""
+    return world_model_config_class(name) if field == "world_model" \
+        else objective_config_class(name)
+
+
+# ---- objectives: ``agent.objectives.<slot>``, one per ``conf/objective`` option --------------
+OBJECTIVES = "objectives"
+
+
+def _is_named_configs(tp: Any, default: Any) -> bool:
+    """A ``dict[str, Any]`` field whose default holds configs (the objective list)."""
+    return (typing.get_origin(tp) is dict and typing.get_args(tp)[1:] == (Any,)
+            and isinstance(default, dict)
+            and all(dataclasses.is_dataclass(v) for v in default.values()))
+
+
+def objective_configs(node: Any) -> dict[str, Any]:
+    """``{slot: objective config}`` in composition order, each by its registry ``name``."""
+    configs = {}
+    for slot, entry in (node or {}).items():
+        name = entry.get("name") if isinstance(entry, (dict, DictConfig)) else None
+        if name is None:
+            raise ValueError(f"agent.objectives.{slot} has no 'name': select objectives with "
+                             f"objective=<name> or objective=[a,b] (a preset that sets fields "
+                             f"of an objective it does not select leaves such a slot)")
+        configs[str(slot)] = _from_node(objective_config_class(name), entry)
+    return configs
+
+
+def _single_objective(cls: type) -> bool:
+    """An agent config with one ``objective`` field rather than the ``objectives`` dict
+    (DrQ-v2 and Rainbow until they take a list): it still reads ``agent.objectives``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return "objective" in names and OBJECTIVES not in names
+
+
+def _single(cls: type, configs: dict[str, Any]) -> Any:
+    if len(configs) > 1:
+        raise ValueError(f"{cls.__name__} takes one objective, got {list(configs)}")
+    return next(iter(configs.values()), None)
+
+
 def register() -> None:
     import representations
+    import world_models
 
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     for name in representations.names():
         cs.store(group="objective", name=f"{name}_schema", node=mirror(objective_config_class(name)))
+    for name in world_models.names():
+        cs.store(group="world_model", name=f"{name}_schema",
+                 node=mirror(world_model_config_class(name)))
     for name in AGENTS:
         cfg_cls, _ = agent_class(name)
         cs.store(group="agent", name=f"{name}_schema", node=mirror(cfg_cls, name))

@@ -3,13 +3,13 @@
     max E[log p(r_t | z_t)]  s.t.  E[KL(q_t || p_t)] <= eps,
     L_model = L_r + sg(beta) * (KL_bal - eps),     L_beta = -log(beta) * sg(KL_bal - eps)
 
-(official zchuning/repo ``Dreamer.train``). Loss maps ``[B, T]``:
-- ``reward``: reward NLL from the posterior features (as the reconstruction objective).
+(official zchuning/repo ``Dreamer.train``). The reward (and continue) NLL are the world model's
+own losses; this objective takes over the model's ``kl`` (``replaces``) and adds, as maps
+``[B, T]``:
 - ``kl``: ``sg(beta) * (KL_bal_t - eps)`` with KL balancing ``alpha = 5/6`` on the prior; its
   plain mean is ``sg(beta) * (mean KL_bal - eps)``. No free nats.
 - ``image`` (only with a decoder): the probe decoder's Gaussian NLL on stopped features, so its
   gradient reaches only the decoder (for open-loop videos), as the official ``obs_loss``.
-- ``continue`` (only with a continue head).
 
 ``log beta`` (init ``log 1e-5``) takes one Adam step (lr 1e-4) per model step in
 ``update_state``: it rises while the batch's balanced KL exceeds ``eps`` and falls otherwise.
@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from representations import kl as kl_lib
-from representations.base import LossMaps, Metrics, check_loss_scales
-from representations.reconstruction import gaussian_image_nll
+from representations.base import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
+                                  check_loss_scales)
+from representations.reconstruction import image_nll
+from rl.core import kl as kl_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class RePoConfig:
     init_beta: float = 1e-5
     beta_lr: float = 1e-4           # Adam on log beta
     loss_scales: dict[str, float] = dataclasses.field(
-        default_factory=lambda: {"reward": 1.0, "kl": 1.0, "image": 1.0})
+        default_factory=lambda: {"kl": 1.0, "image": 1.0})
 
     def __post_init__(self) -> None:
         if not self.target_kl >= 0.0:
@@ -59,44 +60,38 @@ def dual_step(opt: optax.GradientTransformation, log_beta: jax.Array, opt_state:
     return optax.apply_updates(log_beta, updates), opt_state
 
 
-class RePoObjective:
+class RePoObjective(ObjectiveBase):
     name = "repo"
+    replaces = ("kl",)
     Config = RePoConfig
 
     def __init__(self, cfg: RePoConfig, world_model: Any):
+        if not callable(getattr(world_model, "kl", None)):
+            raise ValueError("objective=repo needs a world model with latent distributions "
+                             "(a kl(post, prior) method and posts/priors in observe's output, "
+                             "e.g. world_model.name=rssm)")
         self.cfg = cfg
         self.wm = world_model
-        self.loss_keys = ("reward", "kl") + (
-            ("image",) if world_model.decoder is not None else ()) + (
-            ("continue",) if world_model.continue_head is not None else ())
+        self.loss_keys = ("kl",) + (("image",) if world_model.has_decoder else ())
         check_loss_scales(self.loss_keys, cfg.loss_scales)
         self.beta_opt = optax.adam(cfg.beta_lr)
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        del key
+    def init(self, key: jax.Array, example: Any = None) -> tuple[dict, dict]:
+        del key, example
         log_beta = jnp.asarray(math.log(self.cfg.init_beta), jnp.float32)
         return {}, {"log_beta": log_beta, "opt_state": self.beta_opt.init(log_beta)}
 
-    def loss(self, params: Any, state: dict, batch: Any, wm_outputs: Any,
+    def loss(self, params: Any, state: dict, inputs: ObjectiveInputs,
              key: jax.Array) -> tuple[LossMaps, Metrics]:
         del params, key
-        wm, out = self.wm, wm_outputs
+        out = inputs.model_out
         beta = jax.lax.stop_gradient(jnp.exp(state["log_beta"]))
-        kl = kl_lib.balanced_kl(wm.kl, out.posts, out.priors, self.cfg.kl_balance)
-        losses = {
-            "reward": wm.reward_loss(out.params, out.feats, batch.reward.astype(jnp.float32)),
-            "kl": beta * (kl - self.cfg.target_kl),
-        }
-        if wm.decoder is not None:   # probe: no gradient into the encoder or the RSSM
-            probe = wm.decode(out.params, jax.lax.stop_gradient(out.feats))
-            losses["image"] = gaussian_image_nll(probe, wm.preprocess(batch.obs))
-        if wm.continue_head is not None:
-            losses["continue"] = wm.continue_loss(
-                out.params, out.feats, 1.0 - batch.is_terminal.astype(jnp.float32))
-        metrics = {"kl_balanced": jnp.mean(kl), "beta": beta,
-                   "post_entropy": jnp.mean(wm.rssm.entropy(out.posts)),
-                   "prior_entropy": jnp.mean(wm.rssm.entropy(out.priors))}
-        return losses, metrics
+        kl = kl_lib.balanced_kl(self.wm.kl, out.posts, out.priors, self.cfg.kl_balance)
+        losses = {"kl": beta * (kl - self.cfg.target_kl)}
+        if self.wm.has_decoder:   # probe: no gradient into the encoder or the RSSM
+            losses["image"] = image_nll(self.wm, out.params,
+                                        jax.lax.stop_gradient(inputs.features), inputs.batch.obs)
+        return losses, {"kl_balanced": jnp.mean(kl), "beta": beta}
 
     def update_state(self, state: dict, metrics: Metrics) -> dict:
         log_beta, opt_state = dual_step(self.beta_opt, state["log_beta"], state["opt_state"],

@@ -35,8 +35,9 @@ Two uses:
 - Rainbow (``agent=rainbow``, SPR proper): ``SPR`` holds the transition model
   (``world_models.transition``) and predictor; ``spr_objective_loss`` gives the per-sample
   loss ``[B]`` (wiring: ``rl.agents.rainbow_objectives``).
-- World models (``agent=imagination``, ``SPRObjective``): self-prediction on RSSM latents, the
-  RSSM prior being the transition model; added to a base objective as ``TacoObjective`` does.
+- World models (``agent=imagination``, ``SPRObjective``): self-prediction on a world model's
+  latents, its own ``imagine`` under the taken actions being the transition model (the one
+  rollout); next to the other objectives of the list (``objective=[reconstruction,spr]``).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from representations.base import LossMaps, Metrics, check_loss_scales
+from representations.base import LossMaps, Metrics, ObjectiveBase, check_loss_scales
 from world_models.transition import NORMS, TransitionModel
 
 Params = Any
@@ -72,9 +73,8 @@ class SPRConfig:
     transition_norm: str = "batch"   # "batch": PyTorch SPR (batch statistics); "none": BBF
     transition_residual: bool = False
     renormalize: bool = True         # min-max each predicted latent to [0, 1], as the encoder
-    # world models only (agent=imagination): the objective SPR is added to (None:
-    # reconstruction) and the width of the learned linear projection of the RSSM features
-    base: Any = None
+    # world models only (agent=imagination): the width of the learned linear projection of the
+    # model's features
     projection_dim: int = 512
     loss_scales: dict = dataclasses.field(default_factory=lambda: {"spr": 5.0})
 
@@ -225,56 +225,46 @@ class SPR:
 
 
 # ---------------------------------------------------------------------------- world models
-class SPRObjective:
-    """``objective=spr`` on a world model (``agent=imagination``): a base objective (``base``,
-    default reconstruction) plus SPR on the RSSM, loss key ``spr``:
+class SPRObjective(ObjectiveBase):
+    """``objective=spr`` on a world model (``agent=imagination``), loss key ``spr``:
 
-    from each posterior state at ``t`` (with gradient) the RSSM prior is rolled K steps under
-    the actions taken (``a_t .. a_{t+K-1}``), and the predictor of a learned linear projection
-    of each prior feature ``f_hat_{t+k}`` is matched (``spr_loss``) to the same projection of
-    the posterior feature ``f_{t+k}``, both stopped (target = online with stop-gradient, so
-    ``target_ema`` must be 0). Steps past the sequence are not windows; steps after an
-    episode restart are masked; each window's loss is the mean over K as in the official code,
-    and the ``[B, T]`` map is scaled so that its plain mean is the mean over all windows.
+    from each filtered state at ``t`` (with gradient; ``world_model.starts``) the model imagines
+    K steps under the actions taken (``a_t .. a_{t+K-1}``, ``imagine(..., actions=...)``: for
+    the RSSM its prior), and the predictor of a learned linear projection of each imagined
+    feature ``f_hat_{t+k}`` is matched (``spr_loss``) to the same projection of the filtered
+    feature ``f_{t+k}``, both stopped (target = online with stop-gradient, so ``target_ema``
+    must be 0). Steps past the sequence are not windows; steps after an episode restart are
+    masked; each window's loss is the mean over K as in the official code, and the ``[B, T]``
+    map is scaled so that its plain mean is the mean over all windows.
     """
 
+    name = "spr"
+    loss_keys = LOSS_KEYS
     Config = SPRConfig
 
     def __init__(self, cfg: SPRConfig, world_model: Any) -> None:
-        import representations   # the registry imports this module
-
         if cfg.target_ema != 0.0:
             raise ValueError(f"objective=spr on a world model uses the online model with "
                              f"stop-gradient as its target; target_ema={cfg.target_ema!r} "
                              f"needs an EMA copy of the world model, which is not implemented "
-                             f"(set agent.objective.target_ema=0)")
-        base_cfg = cfg.base if cfg.base is not None else representations.ReconstructionConfig()
-        if base_cfg.name == "spr":
-            raise ValueError("SPRConfig.base must be another objective (e.g. reconstruction)")
+                             f"(set agent.objectives.spr.target_ema=0)")
         self.cfg, self.wm = cfg, world_model
-        self.base = representations.get(base_cfg.name)(base_cfg, world_model)
-        if "spr" in self.base.loss_keys:
-            raise ValueError(f"the base objective {base_cfg.name!r} already has a 'spr' loss")
-        self.loss_keys = tuple(self.base.loss_keys) + LOSS_KEYS
-        base_scales = getattr(self.base, "loss_scales", base_cfg.loss_scales)
-        self.loss_scales = {**base_scales, "spr": cfg.loss_scales["spr"]}
+        self.loss_scales = {"spr": cfg.loss_scales["spr"]}
         self.projection = nn.Dense(cfg.projection_dim)
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        k_base, k_proj, k_pred = jax.random.split(key, 3)
-        base_params, base_state = self.base.init(k_base)
+    def init(self, key: jax.Array, example: Any = None) -> tuple[dict, dict]:
+        del example
+        k_proj, k_pred = jax.random.split(key)
         feats = jnp.zeros((1, self.wm.feat_size), jnp.float32)
         proj = self.projection.init(k_proj, feats)["params"]
         pred = PREDICTOR.init(k_pred, jnp.zeros((1, self.cfg.projection_dim)))["params"]
-        return {"base": base_params, "projection": proj, "predictor": pred}, {"base": base_state}
+        return {"projection": proj, "predictor": pred}, {}
 
-    def loss(self, params: dict, state: dict, batch: Any, wm_outputs: Any,
+    def loss(self, params: dict, state: dict, inputs: Any,
              key: jax.Array) -> tuple[LossMaps, Metrics]:
-        k_base, k_roll = jax.random.split(key)
-        losses, metrics = self.base.loss(params["base"], state["base"], batch, wm_outputs,
-                                         k_base)
-        wm, out, k = self.wm, wm_outputs, self.cfg.horizon
-        b, t = out.feats.shape[:2]
+        del state
+        wm, out, batch, k = self.wm, inputs.model_out, inputs.batch, self.cfg.horizon
+        b, t = inputs.features.shape[:2]
         if t <= k:
             raise ValueError(f"objective=spr needs sequences longer than horizon={k}, got {t}")
         n = t - k
@@ -285,26 +275,17 @@ class SPRObjective:
         restarts = jnp.stack([starts[:, 1 + j:1 + j + n] for j in range(k)], axis=2)  # [B,n,K]
         valid = jnp.cumsum(restarts, axis=-1) == 0
         flat = lambda x: x.reshape((b * n,) + x.shape[2:])
-        start = jax.tree.map(lambda x: flat(x[:, :n]), out.posts)
-
-        def body(latent, inputs):
-            action, step_key = inputs
-            latent = wm.img_step(out.params, latent, action, step_key)
-            return latent, wm.features(latent)
-
-        _, prior_feats = jax.lax.scan(body, start, (jnp.swapaxes(flat(window), 0, 1),
-                                                    jax.random.split(k_roll, k)))
-        prior_feats = jnp.swapaxes(prior_feats, 0, 1)                                # [Bn,K,F]
-        future = jnp.stack([out.feats[:, 1 + j:1 + j + n] for j in range(k)], axis=2)
+        # the model's starts are [B*T]; the windows start at t < n
+        start = jax.tree.map(lambda x: flat(x.reshape((b, t) + x.shape[1:])[:, :n]),
+                             wm.starts(out))
+        imagined = wm.imagine(out.params, start, None, k, key, actions=flat(window))
+        prior_feats = imagined.feats[:, 1:]                                         # [Bn,K,F]
+        future = jnp.stack([inputs.features[:, 1 + j:1 + j + n] for j in range(k)], axis=2)
         project = lambda p, x: self.projection.apply({"params": p}, x)
         pred = PREDICTOR.apply({"params": params["predictor"]},
                                project(params["projection"], prior_feats))
         target = jax.lax.stop_gradient(project(params["projection"], flat(future)))
         window_loss = spr_loss(pred, target, flat(valid), self.cfg.normalize_eps)
-        losses["spr"] = jnp.pad(window_loss.reshape(b, n) * (t / n), ((0, 0), (0, k)))
+        losses = {"spr": jnp.pad(window_loss.reshape(b, n) * (t / n), ((0, 0), (0, k)))}
         spr_metrics = cosine_metrics(pred, target, flat(valid), self.cfg.normalize_eps)
-        metrics |= {f"spr_{name}": value for name, value in spr_metrics.items()}
-        return losses, metrics
-
-    def update_state(self, state: dict, metrics: Metrics) -> dict:
-        return {"base": self.base.update_state(state["base"], metrics)}
+        return losses, {f"spr_{name}": value for name, value in spr_metrics.items()}

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from representations.base import check_loss_scales
+from representations.base import ObjectiveBase, ObjectiveInputs, check_loss_scales
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
 from rl.core.nets import MLP, TORCH_LAYERNORM_EPS, Trunk, dense
 
@@ -110,9 +110,7 @@ class TacoConfig:
     feature_dim: int = 50
     hidden_dim: int = 1024
     lr: Optional[float] = None                # TACO's Adam (encoder_lr); None: the agent's lr
-    # world models only (agent=imagination): the objective TACO is added to (None:
-    # reconstruction), and the discount of TACO's K-step reward target
-    base: Any = None
+    # world models only (agent=imagination): the discount of TACO's K-step reward target
     reward_gamma: float = 0.99
     loss_scales: dict = dataclasses.field(
         default_factory=lambda: {"taco": 1.0, "curl": 1.0, "reward": 1.0})
@@ -132,10 +130,10 @@ class TacoConfig:
         check_loss_scales(LOSS_KEYS, self.loss_scales)
 
 
-class TacoObjective:
-    """``objective=taco`` on a world model (``agent=imagination``): a base objective (``base``,
-    default reconstruction; e.g. RePo's) plus TACO on the posterior features ``f_t`` of the
-    RSSM, with ``a_t .. a_{t+K-1}`` and ``f_{t+K}`` from the same sequence:
+class TacoObjective(ObjectiveBase):
+    """``objective=taco`` on a world model (``agent=imagination``), next to the other objectives
+    of the list (e.g. ``objective=[repo,taco]``): TACO on the posterior features ``f_t``, with
+    ``a_t .. a_{t+K-1}`` and ``f_{t+K}`` from the same sequence:
 
     - ``taco``: InfoNCE between ``G([p(f_t), psi(phi(a_{t:t+K-1}))])`` and ``sg(p(f_{t+K}))``
       over all windows of the batch (in-batch negatives), the same ``TacoHeads`` as on DrQ-v2;
@@ -145,45 +143,39 @@ class TacoObjective:
     Windows that run past the sequence or into a new episode are masked; the maps are scaled so
     that their plain ``[B, T]`` mean is the mean over valid windows. CURL needs two augmented
     views of a frame and world models see unaugmented frames, so ``loss_scales.curl`` must be 0.
-    DrQ-v2 builds TACO from the same config in ``rl.agents.drqv2_objectives``.
+    DrQ-v2 runs TACO from the same ``TacoConfig``.
     """
 
+    name = "taco"
+    loss_keys = ("taco", "taco_reward")
     Config = TacoConfig
 
     def __init__(self, cfg: TacoConfig, world_model: Any) -> None:
-        import representations   # the registry imports this module
-
         if cfg.loss_scales["curl"] != 0:
             raise ValueError("objective=taco on a world model: CURL needs two augmented views "
                              "of a frame and world models train on unaugmented frames; set "
-                             "agent.objective.loss_scales.curl=0")
-        base_cfg = cfg.base if cfg.base is not None else representations.ReconstructionConfig()
-        if base_cfg.name == "taco":
-            raise ValueError("TacoConfig.base must be another objective (e.g. reconstruction)")
+                             "agent.objectives.taco.loss_scales.curl=0")
         self.cfg, self.wm = cfg, world_model
-        self.base = representations.get(base_cfg.name)(base_cfg, world_model)
-        self.loss_keys = tuple(self.base.loss_keys) + ("taco", "taco_reward")
-        self.loss_scales = {**base_cfg.loss_scales, "taco": cfg.loss_scales["taco"],
+        self.loss_scales = {"taco": cfg.loss_scales["taco"],
                             "taco_reward": cfg.loss_scales["reward"]}
-        action_dim = world_model.action_dim
-        self.latent_dim = cfg.latent_action_dim or latent_action_dim(action_dim)
+        self.latent_dim = cfg.latent_action_dim or latent_action_dim(world_model.action_dim)
         self.phi = ActionEncoder(self.latent_dim, cfg.action_hidden_dim)
         self.heads = TacoHeads(cfg.feature_dim, cfg.hidden_dim)
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        k_base, k_phi, k_heads = jax.random.split(key, 3)
-        base_params, base_state = self.base.init(k_base)
+    def init(self, key: jax.Array, example: Any = None) -> tuple[dict, dict]:
+        del example
+        k_phi, k_heads = jax.random.split(key)
         feats = jnp.zeros((1, self.wm.feat_size), jnp.float32)
         actions = jnp.zeros((1, self.cfg.horizon, self.wm.action_dim), jnp.float32)
         phi = self.phi.init(k_phi, actions)
         latent = self.phi.apply(phi, actions)
         heads = self.heads.init(k_heads, feats, feats, feats, latent, jnp.zeros((1,)))
-        return {"base": base_params, "phi": phi, "heads": heads}, {"base": base_state}
+        return {"phi": phi, "heads": heads}, {}
 
-    def loss(self, params: dict, state: dict, batch: Any, wm_outputs: Any,
+    def loss(self, params: dict, state: dict, inputs: ObjectiveInputs,
              key: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        losses, metrics = self.base.loss(params["base"], state["base"], batch, wm_outputs, key)
-        feats = wm_outputs.feats
+        del state, key
+        feats, batch = inputs.features, inputs.batch
         b, t = feats.shape[:2]
         k = self.cfg.horizon
         if t <= k:
@@ -205,10 +197,6 @@ class TacoObjective:
                                               reward_sum.reshape(b * n))
         weight = valid.astype(jnp.float32) * (b * t) / jnp.maximum(valid.sum(), 1)
         pad = ((0, 0), (0, k))
-        losses["taco"] = jnp.pad(taco["taco"].reshape(b, n) * weight, pad)
-        losses["taco_reward"] = jnp.pad(taco["reward"].reshape(b, n) * weight, pad)
-        metrics["taco_accuracy"] = taco_metrics["taco_accuracy"]
-        return losses, metrics
-
-    def update_state(self, state: dict, metrics: dict) -> dict:
-        return {"base": self.base.update_state(state["base"], metrics)}
+        losses = {"taco": jnp.pad(taco["taco"].reshape(b, n) * weight, pad),
+                  "taco_reward": jnp.pad(taco["reward"].reshape(b, n) * weight, pad)}
+        return losses, {"taco_accuracy": taco_metrics["taco_accuracy"]}

@@ -22,7 +22,7 @@ from rl.agents.alignment import AlignmentConfig, Aligner
 from rl import replay as replay_lib
 from rl.envs import make
 from rl.core.types import ActionSpec, EnvSpec
-from world_models import WorldModel, WorldModelConfig
+from world_models import RSSMWorldModel, WorldModelConfig
 
 CONF = pathlib.Path(__file__).parents[1] / "conf"
 B, T = 2, 4
@@ -123,7 +123,7 @@ def _replay(spec, seed, steps=12):
 
 @pytest.fixture(scope="module")
 def world():
-    wm = WorldModel(WM_CFG, SPEC)
+    wm = RSSMWorldModel(WM_CFG, SPEC)
     params = jax.jit(wm.init)(jax.random.PRNGKey(0))
     pair_spec = dataclasses.replace(SPEC, obs_shape=(32, 32, 6))
     replays = {"source": _replay(SPEC, 0), "target": _replay(SPEC, 1),

@@ -88,13 +88,13 @@ def test_taco_and_repo_agent_states_round_trip(tmp_path):
     spec = EnvSpec("tiny", (32, 32, 3), ActionSpec.box(2))
     taco = DrQV2Agent(DrQV2Config.tiny(objective=TacoConfig(feature_dim=4, hidden_dim=8)), spec)
     cfg = preset("debug")
-    repo = ImaginationAgent(dataclasses.replace(cfg, objective=RePoConfig()), spec)
+    repo = ImaginationAgent(dataclasses.replace(cfg, objectives={"repo": RePoConfig()}), spec)
     for name, agent in (("taco", taco), ("repo", repo)):
         state = agent.init(jax.random.PRNGKey(1))
         if name == "repo":   # a dual variable that has moved off its initial value
-            moved = agent.objective.update_state(state.objective_state,
-                                                 {"kl_balanced": jnp.asarray(9.0)})
-            state = state.replace(objective_state=moved)
+            moved = agent.objectives["repo"].update_state(state.objective_state["repo"],
+                                                          {"kl_balanced": jnp.asarray(9.0)})
+            state = state.replace(objective_state={"repo": moved})
         ckpt = Checkpointer(tmp_path / name)
         ckpt.save(1, state, {"fingerprint": name})
         restored, _ = ckpt.restore(agent.init(jax.random.PRNGKey(2)), fingerprint=name)
@@ -103,4 +103,4 @@ def test_taco_and_repo_agent_states_round_trip(tmp_path):
         assert len(leaves) == len(restored_leaves)
         for a, b in zip(leaves, restored_leaves):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert restored.objective_state["log_beta"] > np.log(1e-5)
+    assert restored.objective_state["repo"]["log_beta"] > np.log(1e-5)

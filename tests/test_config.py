@@ -107,11 +107,11 @@ def test_taco_presets_and_objective_on_drqv2():
     assert control.objective is None and control.batch_size == 256
     assert control.stddev_schedule == taco.stddev_schedule
     on_drqv2 = config_lib.agent_config(_compose("agent=drqv2", "objective=taco",
-                                                "agent.objective.horizon=5"))
+                                                "agent.objectives.taco.horizon=5"))
     assert on_drqv2.objective.horizon == 5
-    on_wm = config_lib.agent_config(_compose("agent=imagination", "objective=taco",
-                                             "agent.objective.loss_scales.curl=0",
-                                             "+agent.objective.base={name: repo}"))
-    assert on_wm.objective.base.name == "repo" and on_wm.objective.base.target_kl == 3.0
+    on_wm = config_lib.agent_config(_compose("agent=imagination", "objective=[repo,taco]",
+                                             "agent.objectives.taco.loss_scales.curl=0"))
+    assert list(on_wm.objectives) == ["repo", "taco"]
+    assert on_wm.objectives["repo"].target_kl == 3.0
     with pytest.raises(Exception, match="horizonn"):
-        _compose("agent=drqv2", "objective=taco", "agent.objective.horizonn=5")
+        _compose("agent=drqv2", "objective=taco", "agent.objectives.taco.horizonn=5")

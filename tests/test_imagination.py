@@ -18,29 +18,46 @@ from rl.imagination import ReturnNormalizer, lambda_returns, percentile
 
 # ---- rollout ---------------------------------------------------------------------------------
 def _step(state, action, key):
-    return {"x": 0.9 * state["x"] + action + 0.1 * jax.random.normal(key, state["x"].shape)}
+    return {"x": 0.9 * state["x"] + action + 0.1 * jax.random.normal(key, state["x"].shape),
+            "big": state["big"] + 1.0}
 
 
-def _policy(state, key):
-    action = jnp.tanh(state["x"]) + jax.random.uniform(key, state["x"].shape)
+def _readout(state):
+    return jnp.tanh(state["x"])
+
+
+def _policy(feat, key):
+    action = feat + jax.random.uniform(key, feat.shape)
     return action, {"logp": -jnp.square(action).sum(-1)}
 
 
-def test_rollout_equals_python_loop():
-    start = {"x": jnp.arange(6.0).reshape(3, 2)}
+def test_rollout_stacks_readouts_only_and_equals_python_loop():
+    # "big" stands for a large carry: it is stepped but never stacked
+    start = {"x": jnp.arange(6.0).reshape(3, 2), "big": jnp.zeros((3, 50))}
     horizon, key = 4, jax.random.PRNGKey(0)
-    out = jax.jit(lambda s, k: rollout(_step, _policy, s, horizon, k, unroll=2))(start, key)
-    state, states, actions, logps = start, [start["x"]], [], []
+    out = jax.jit(lambda s, k: rollout(_step, _policy, s, horizon, k, unroll=2,
+                                       readout=_readout))(start, key)
+    state, feats, actions, logps = start, [_readout(start)], [], []
     for step_key in jax.random.split(key, horizon):
         policy_key, model_key = jax.random.split(step_key)
-        action, aux = _policy(state, policy_key)
+        action, aux = _policy(_readout(state), policy_key)
         state = _step(state, action, model_key)
-        states.append(state["x"]), actions.append(action), logps.append(aux["logp"])
-    chex.assert_shape(out.states["x"], (3, horizon + 1, 2))
+        feats.append(_readout(state)), actions.append(action), logps.append(aux["logp"])
+    chex.assert_shape(out.feats, (3, horizon + 1, 2))     # the readout, not the carry
     chex.assert_shape(out.actions, (3, horizon, 2))
-    np.testing.assert_allclose(out.states["x"], jnp.stack(states, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.feats, jnp.stack(feats, 1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.actions, jnp.stack(actions, 1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.aux["logp"], jnp.stack(logps, 1), rtol=1e-5, atol=1e-6)
+    # open loop under given actions: the same model noise, the actions taken as given
+    given = jnp.stack(actions, 1)
+    replay = rollout(_step, None, start, horizon, key, readout=_readout, actions=given)
+    np.testing.assert_allclose(replay.feats, out.feats, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(replay.actions, given)
+    assert replay.aux is None
+    with pytest.raises(ValueError, match="exactly one action source"):
+        rollout(_step, _policy, start, horizon, key, actions=given)
+    with pytest.raises(ValueError, match=r"horizon=3"):
+        rollout(_step, None, start, 3, key, actions=given)
 
 
 # ---- λ-returns -------------------------------------------------------------------------------
@@ -223,8 +240,8 @@ def test_agent_config_errors():
         wm = dataclasses.replace(cfg.world_model, continue_head=True)
         ImaginationAgent(dataclasses.replace(cfg, world_model=wm), SPEC)
     with pytest.raises(ValueError, match="unknown objective"):
-        obj = dataclasses.replace(preset("debug").objective, name="nope")
-        ImaginationAgent(dataclasses.replace(preset("debug"), objective=obj), SPEC)
+        obj = dataclasses.replace(preset("debug").objectives["reconstruction"], name="nope")
+        ImaginationAgent(dataclasses.replace(preset("debug"), objectives={"x": obj}), SPEC)
     with pytest.raises(ValueError, match="return_indexing"):
         ImaginationConfig(return_indexing="v2")
     with pytest.raises(ValueError, match="unknown imagination preset"):

@@ -450,8 +450,8 @@ def test_spr_learns_toy_reach_discrete(tmp_path):
     """The same run with ``objective=spr`` (K=3 and a 16-channel transition model to fit the CPU
     budget: ~2 min on 2 cores): SPR's loss must not break learning, and the run must beat the
     frozen agent and random by the same margin (seed 0: 7.7 -> 40.1)."""
-    evals, final = _train_toy(tmp_path, "objective=spr", "agent.objective.horizon=3",
-                              "agent.objective.transition_channels=16")
+    evals, final = _train_toy(tmp_path, "objective=spr", "agent.objectives.spr.horizon=3",
+                              "agent.objectives.spr.transition_channels=16")
     assert final["return"] > max(evals[0], RANDOM_RETURN) + 12, (evals, final)
 
 

@@ -1,4 +1,5 @@
-"""Representation protocol (weigh, registry), KL balancing / free nats, the Dreamer objective."""
+"""Representation protocol (weigh, registry), KL balancing / free nats, the RSSM world model's
+own losses and the Dreamer (reconstruction) objective."""
 import dataclasses
 import math
 from typing import NamedTuple
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 
 import representations
-from representations import kl as kl_lib
 from representations.reconstruction import ReconstructionConfig, gaussian_image_nll
+from rl.core import kl as kl_lib
 from rl.core.types import ActionSpec, EnvSpec
-from world_models import WorldModel, WorldModelConfig
+from world_models import RSSMWorldModel, WorldModelConfig
 from world_models.rssm import LatentState, RSSM
 
 
@@ -105,18 +106,19 @@ class Batch(NamedTuple):
 TINY = WorldModelConfig(deter=8, stoch=3, hidden=8, cnn_depth=2, encoder_kernels=(4, 4, 4),
                         decoder_kernels=(5, 5, 8), head_units=8, reward_layers=1,
                         continue_layers=1, continue_head=True, reward_head="twohot",
-                        num_bins=11)
+                        num_bins=11,
+                        loss_scales={"reward": 1.0, "continue": 1.0, "kl": 1.0})
 
 
-def test_reconstruction_objective_returns_bt_maps():
+def test_model_losses_and_reconstruction_return_bt_maps():
     B, T = 2, 3
     spec = EnvSpec("t", (32, 32, 3), ActionSpec.categorical(4))
-    wm = WorldModel(TINY, spec)
-    scales = {"image": 1.0, "reward": 1.0, "continue": 1.0, "kl": 1.0}
-    cfg = ReconstructionConfig(free_nats=1.0, free_nats_mode="step", kl_balance=0.8,
-                               loss_scales=scales)
+    wm_cfg = dataclasses.replace(TINY, free_nats=1.0, free_nats_mode="step", kl_balance=0.8)
+    wm = RSSMWorldModel(wm_cfg, spec)
+    assert wm.loss_keys == ("reward", "kl", "continue") and wm.has_decoder
+    cfg = ReconstructionConfig()
     objective = representations.get(cfg.name)(cfg, wm)
-    assert set(objective.loss_keys) == set(scales)
+    assert objective.loss_keys == ("image",) and objective.replaces == ()
     rng = np.random.default_rng(0)
     batch = Batch(jnp.asarray(rng.integers(0, 255, (B, T, 32, 32, 3)), jnp.uint8),
                   jnp.asarray(rng.integers(0, 4, (B, T)), jnp.int32),
@@ -127,23 +129,36 @@ def test_reconstruction_objective_returns_bt_maps():
 
     @jax.jit
     def run(params, key):
-        out = wm.observe(params, batch.obs, batch.action, batch.is_first, wm.initial(B), key)
-        losses, metrics = objective.loss(obj_params, obj_state, batch, out, key)
-        return losses, metrics, representations.weigh(losses, cfg.loss_scales)[0]
+        last, out = wm.observe(params, wm.initial(B), batch, key)
+        inputs = representations.ObjectiveInputs(batch, out.feats, model=wm, model_out=out)
+        losses, metrics = objective.loss(obj_params, obj_state, inputs, key)
+        return last, out, losses, metrics
 
-    losses, metrics, total = run(jax.jit(wm.init)(jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
-    chex.assert_shape(list(losses.values()), (B, T))
-    chex.assert_tree_all_finite((losses, metrics, total))
-    assert float(losses["kl"].min()) >= 1.0                       # free nats per step
+    params = jax.jit(wm.init)(jax.random.PRNGKey(0))
+    last, out, losses, metrics = run(params, jax.random.PRNGKey(1))
+    chex.assert_shape(list(out.losses.values()) + list(losses.values()), (B, T))
+    chex.assert_shape(out.feats, (B, T, wm.feat_size))
+    chex.assert_tree_all_finite((out, losses, metrics))
+    assert set(out.losses) == set(wm.loss_keys)
+    assert float(out.losses["kl"].min()) >= 1.0                    # free nats per step
+    np.testing.assert_allclose(out.metrics["kl"], np.mean(wm.kl(out.posts, out.priors)),
+                               rtol=1e-6)
+    # the continue BCE against 1 - is_terminal, from the posterior features
+    logits = wm.continue_head.apply({"params": params["continue"]}, out.feats)
+    target = 1.0 - np.asarray(batch.is_terminal, np.float32)
+    bce = -(target * jax.nn.log_sigmoid(logits) + (1 - target) * jax.nn.log_sigmoid(-logits))
+    np.testing.assert_allclose(out.losses["continue"], bce, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(last, jax.tree.map(lambda x: x[:, -1], out.posts))
     assert float(losses["image"].min()) > 0.5 * math.log(2 * math.pi) * 32 * 32 * 3
     for key in ("kl", "post_entropy", "prior_entropy"):
-        assert key in metrics
-    # a key mismatch between the objective and its loss_scales fails at construction
-    bad = dataclasses.replace(cfg, loss_scales={"image": 1.0, "reward": 1.0, "kl": 1.0})
+        assert key in out.metrics
+    chex.assert_shape(jax.tree.leaves(wm.starts(out)), (B * T,) + (None,))
+    # the model's loss_scales must name its losses (checked by the agent's composition)
+    from representations import composition
     with pytest.raises(ValueError, match=r"missing \['continue'\]"):
-        representations.get("reconstruction")(bad, wm)
-    with pytest.raises(ValueError, match="needs a decoder"):
+        composition.loss_scales({}, wm.loss_keys, {"reward": 1.0, "kl": 1.0})
+    with pytest.raises(ValueError, match="needs a world model with a decoder"):
         representations.get("reconstruction")(
-            cfg, WorldModel(dataclasses.replace(TINY, decoder=False), spec))
+            cfg, RSSMWorldModel(dataclasses.replace(TINY, decoder=False), spec))
     with pytest.raises(ValueError, match="free_nats_mode"):
-        ReconstructionConfig(free_nats_mode="mean")
+        WorldModelConfig(free_nats_mode="mean")

@@ -13,13 +13,14 @@ import pytest
 import representations
 from representations.repo import RePoConfig, dual_step
 from rl.core.types import ActionSpec, EnvSpec
-from world_models import WorldModel
+from world_models import RSSMWorldModel
 
 from test_reconstruction import TINY, Batch
 
 B, T = 2, 3
 SPEC = EnvSpec("t", (32, 32, 3), ActionSpec.categorical(4))
-WM_CFG = dataclasses.replace(TINY, continue_head=False, reward_head="gaussian")
+WM_CFG = dataclasses.replace(TINY, continue_head=False, reward_head="gaussian",
+                             loss_scales={"reward": 1.0, "kl": 1.0})
 
 
 def _batch(seed=0):
@@ -48,7 +49,7 @@ def test_dual_update_by_hand():
 
 @pytest.fixture(scope="module")
 def repo():
-    wm = WorldModel(WM_CFG, SPEC)
+    wm = RSSMWorldModel(WM_CFG, SPEC)
     cfg = RePoConfig()
     objective = representations.get("repo")(cfg, wm)
     params = jax.jit(wm.init)(jax.random.PRNGKey(0))
@@ -56,14 +57,14 @@ def repo():
 
 
 def _losses(wm, objective, params, obj_state, batch):
-    out = wm.observe(params, batch.obs, batch.action, batch.is_first, wm.initial(B),
-                     jax.random.PRNGKey(1))
-    return objective.loss({}, obj_state, batch, out, jax.random.PRNGKey(2)), out
+    _, out = wm.observe(params, wm.initial(B), batch, jax.random.PRNGKey(1))
+    inputs = representations.ObjectiveInputs(batch, out.feats, model=wm, model_out=out)
+    return objective.loss({}, obj_state, inputs, jax.random.PRNGKey(2)), out
 
 
 def test_lagrangian_maps_by_hand(repo):
     wm, cfg, objective, params = repo
-    assert set(objective.loss_keys) == {"reward", "kl", "image"}
+    assert set(objective.loss_keys) == {"kl", "image"} and objective.replaces == ("kl",)
     _, state = objective.init(jax.random.PRNGKey(0))
     state = {**state, "log_beta": jnp.asarray(math.log(0.5))}
     batch = _batch()
@@ -73,9 +74,10 @@ def test_lagrangian_maps_by_hand(repo):
     np.testing.assert_allclose(losses["kl"], 0.5 * (kl - 3.0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(metrics["kl_balanced"], kl.mean(), rtol=1e-5)
     np.testing.assert_allclose(metrics["beta"], 0.5, rtol=1e-6)
+    # the reward NLL is the world model's own loss
     reward_nll = 0.5 * (np.asarray(wm.reward(params, out.feats)) - np.asarray(batch.reward)) ** 2 \
         + 0.5 * math.log(2 * math.pi)
-    np.testing.assert_allclose(losses["reward"], reward_nll, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out.losses["reward"], reward_nll, rtol=1e-4, atol=1e-5)
 
 
 def test_beta_rises_over_budget_and_falls_under(repo):
@@ -103,11 +105,14 @@ def test_probe_decoder_gradient_reaches_only_the_decoder(repo):
             assert norm > 0.0
         else:
             assert norm == 0.0, f"probe-decoder gradient reached {name}"
-    # the reward and KL terms do train the encoder and the RSSM
-    for key in ("reward", "kl"):
-        grads = jax.grad(term)(params, key)
-        assert float(optax.global_norm(grads["encoder"])) > 0.0, key
-        assert float(optax.global_norm(grads["decoder"])) == 0.0, key
+    # the KL term (and the model's reward NLL) do train the encoder and the RSSM
+    grads = jax.grad(term)(params, "kl")
+    assert float(optax.global_norm(grads["encoder"])) > 0.0
+    assert float(optax.global_norm(grads["decoder"])) == 0.0
+    grads = jax.grad(lambda p: jnp.mean(_losses(wm, objective, p, state, batch)[1]
+                                        .losses["reward"]))(params)
+    assert float(optax.global_norm(grads["encoder"])) > 0.0
+    assert float(optax.global_norm(grads["decoder"])) == 0.0
 
 
 def test_config_errors():
@@ -115,8 +120,13 @@ def test_config_errors():
         RePoConfig(target_kl=-1.0)
     with pytest.raises(ValueError, match="init_beta=0.0; must be > 0"):
         RePoConfig(init_beta=0.0)
-    wm = WorldModel(dataclasses.replace(WM_CFG, decoder=False), SPEC)
+    wm = RSSMWorldModel(dataclasses.replace(WM_CFG, decoder=False), SPEC)
     with pytest.raises(ValueError, match=r"unknown \['image'\]"):
         representations.get("repo")(RePoConfig(), wm)
-    ok = representations.get("repo")(RePoConfig(loss_scales={"reward": 1.0, "kl": 1.0}), wm)
-    assert set(ok.loss_keys) == {"reward", "kl"}
+    ok = representations.get("repo")(RePoConfig(loss_scales={"kl": 1.0}), wm)
+    assert set(ok.loss_keys) == {"kl"}
+
+    class NoLatents:   # a deterministic world model has no KL to budget
+        has_decoder = False
+    with pytest.raises(ValueError, match="needs a world model with latent distributions"):
+        representations.get("repo")(RePoConfig(loss_scales={"kl": 1.0}), NoLatents())

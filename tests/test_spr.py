@@ -13,11 +13,11 @@ import optax
 import pytest
 
 import representations
-from representations import spr
+from representations import composition, spr
 from representations.repo import RePoConfig
 from representations.spr import SPRConfig
 from rl.core.types import ActionSpec, EnvSpec
-from world_models import WorldModel
+from world_models import RSSMWorldModel
 from world_models.transition import TransitionModel, renormalize
 
 from test_reconstruction import TINY, Batch
@@ -209,11 +209,12 @@ def test_loss_falls_on_a_predictable_sequence():
 # ---------------------------------------------------------------------------- world models
 B, T, K = 2, 6, 2
 SPEC = EnvSpec("t", (32, 32, 3), ActionSpec.categorical(3))
-WM_CFG = dataclasses.replace(TINY, continue_head=False, reward_head="gaussian")
+WM_CFG = dataclasses.replace(TINY, continue_head=False, reward_head="gaussian",
+                             loss_scales={"reward": 1.0, "kl": 1.0})
 WM_SPR = SPRConfig(horizon=K, projection_dim=6, loss_scales={"spr": 2.0})
-# no decoder (cheaper to compile): RePo as the base objective
+# no decoder (cheaper to compile): RePo next to SPR
 WM_LIGHT = dataclasses.replace(WM_CFG, decoder=False)
-SPR_ON_REPO = dataclasses.replace(WM_SPR, base=RePoConfig(loss_scales={"reward": 1.0, "kl": 1.0}))
+SPR_ON_REPO = {"repo": RePoConfig(loss_scales={"kl": 1.0}), "spr": WM_SPR}
 
 
 def _wm_batch():
@@ -228,25 +229,29 @@ def _wm_batch():
 
 
 def test_world_model_objective_masks_and_gradients():
-    default = representations.get("spr")(WM_SPR, WorldModel(WM_CFG, SPEC))
-    assert default.loss_keys == ("image", "reward", "kl", "spr")   # on reconstruction
-    assert default.loss_scales == {"image": 1.0, "reward": 1.0, "kl": 1.0, "spr": 2.0}
-    wm = WorldModel(WM_LIGHT, SPEC)
-    objective = representations.get("spr")(SPR_ON_REPO, wm)
-    assert objective.loss_keys == ("reward", "kl", "spr")
+    default = composition.build({"reconstruction": representations.ReconstructionConfig(),
+                                 "spr": WM_SPR}, RSSMWorldModel(WM_CFG, SPEC))
+    assert default["spr"].loss_keys == ("spr",)
+    assert composition.loss_scales(default, WM_CFG.loss_keys, WM_CFG.loss_scales) == {
+        "reward": 1.0, "kl": 1.0, "image": 1.0, "spr": 2.0}
+    wm = RSSMWorldModel(WM_LIGHT, SPEC)
+    objectives = composition.build(SPR_ON_REPO, wm)
+    assert composition.loss_scales(objectives, wm.loss_keys, wm.loss_scales) == {
+        "reward": 1.0, "kl": 1.0, "spr": 2.0}
     batch = _wm_batch()
 
-    def spr_map(wm_params, params, state):
-        out = wm.observe(wm_params, batch.obs, batch.action, batch.is_first, wm.initial(B),
-                         jax.random.key(2))
-        losses, metrics = objective.loss(params, state, batch, out, jax.random.key(3))
+    def spr_map(wm_params, params, states):
+        _, out = wm.observe(wm_params, wm.initial(B), batch, jax.random.key(2))
+        inputs = representations.ObjectiveInputs(batch, out.feats, model=wm, model_out=out)
+        losses, metrics, _ = composition.losses(objectives, params, states, inputs,
+                                                jax.random.key(3))
         return jnp.mean(losses["spr"]), (losses, metrics)
 
     @jax.jit
     def run():
-        params, state = objective.init(jax.random.key(0))
+        params, states = composition.init(objectives, jax.random.key(0), None)
         wm_params = wm.init(jax.random.key(1))
-        return jax.grad(spr_map, argnums=(0, 1), has_aux=True)(wm_params, params, state)
+        return jax.grad(spr_map, argnums=(0, 1), has_aux=True)(wm_params, params, states)
 
     (g_wm, g_obj), (losses, metrics) = run()
     chex.assert_shape(list(losses.values()), (B, T))
@@ -257,7 +262,8 @@ def test_world_model_objective_masks_and_gradients():
     assert (loss[0, :T - K] > 0).all() and loss[1, 1] > 0 and loss[1, 3] > 0
     np.testing.assert_allclose(metrics["spr_valid_fraction"], (8 + 5) / 16)
     assert "beta" in metrics                  # RePo's metrics pass through
-    for tree in (g_wm["encoder"], g_wm["rssm"], g_obj["projection"], g_obj["predictor"]):
+    for tree in (g_wm["encoder"], g_wm["rssm"], g_obj["spr"]["projection"],
+                 g_obj["spr"]["predictor"]):
         assert float(optax.global_norm(tree)) > 0
     with pytest.raises(ValueError, match="target_ema=0.99 needs an EMA copy"):
         representations.get("spr")(dataclasses.replace(WM_SPR, target_ema=0.99), wm)
@@ -269,7 +275,9 @@ def test_imagination_agent_updates_with_spr():
     from rl.agents.imagination_config import preset
     from rl.replay import Sequences
     spec = EnvSpec("t", (32, 32, 3), ActionSpec.categorical(3))
-    cfg = dataclasses.replace(preset("debug"), objective=WM_SPR, return_indexing="v3")
+    cfg = dataclasses.replace(preset("debug"), return_indexing="v3",
+                              objectives={"reconstruction": representations.ReconstructionConfig(),
+                                          "spr": WM_SPR})
     agent = ImaginationAgent(cfg, spec)
     state = agent.init(jax.random.key(0))
     rng = np.random.default_rng(1)
@@ -285,6 +293,6 @@ def test_imagination_agent_updates_with_spr():
     new, metrics = jax.jit(agent.update)(state, seq, jax.random.key(2), jnp.asarray(0))
     for key in ("wm/loss/spr", "wm/spr_cosine", "wm/loss/image"):
         assert np.isfinite(float(metrics[key])), key
-    before = jax.tree.leaves(state.objective_params["predictor"])
-    after = jax.tree.leaves(new.objective_params["predictor"])
+    before = jax.tree.leaves(state.objective_params["spr"]["predictor"])
+    after = jax.tree.leaves(new.objective_params["spr"]["predictor"])
     assert any(not np.allclose(x, y) for x, y in zip(before, after))

@@ -1,5 +1,6 @@
 """TACO on a world model (objective=taco, agent=imagination): windows over the sequence batch,
-episode masking, composition with a base objective, gradients, and one jitted agent update."""
+episode masking, composition with other objectives in a list, gradients, and one jitted agent
+update."""
 import dataclasses
 
 import chex
@@ -9,16 +10,19 @@ import numpy as np
 import pytest
 
 import representations
+from representations.reconstruction import ReconstructionConfig
 from representations.repo import RePoConfig
 from representations.taco import TacoConfig
 from rl.core.types import ActionSpec, EnvSpec
-from world_models import WorldModel
+from representations import composition
+from world_models import RSSMWorldModel
 
 from test_reconstruction import TINY, Batch
 
 B, T, K = 2, 6, 2
 SPEC = EnvSpec("t", (32, 32, 3), ActionSpec.box(2))
-WM_CFG = dataclasses.replace(TINY, continue_head=False, reward_head="gaussian")
+WM_CFG = dataclasses.replace(TINY, continue_head=False, reward_head="gaussian",
+                             loss_scales={"reward": 1.0, "kl": 1.0})
 CFG = TacoConfig(horizon=K, feature_dim=4, hidden_dim=8,
                  loss_scales={"taco": 1.0, "curl": 0.0, "reward": 0.5})
 
@@ -36,7 +40,7 @@ def _batch():
 
 @pytest.fixture(scope="module")
 def setup():
-    wm = WorldModel(WM_CFG, SPEC)
+    wm = RSSMWorldModel(WM_CFG, SPEC)
     objective = representations.get("taco")(CFG, wm)
     params, state = objective.init(jax.random.PRNGKey(0))
     wm_params = jax.jit(wm.init)(jax.random.PRNGKey(1))
@@ -44,16 +48,15 @@ def setup():
 
 
 def _loss(wm, objective, params, state, wm_params, batch):
-    out = wm.observe(wm_params, batch.obs, batch.action, batch.is_first, wm.initial(B),
-                     jax.random.PRNGKey(2))
-    return objective.loss(params, state, batch, out, jax.random.PRNGKey(3))
+    _, out = wm.observe(wm_params, wm.initial(B), batch, jax.random.PRNGKey(2))
+    inputs = representations.ObjectiveInputs(batch, out.feats, model=wm, model_out=out)
+    return objective.loss(params, state, inputs, jax.random.PRNGKey(3))
 
 
 def test_keys_scales_and_masked_windows(setup):
     wm, objective, params, state, wm_params = setup
-    assert objective.loss_keys == ("image", "reward", "kl", "taco", "taco_reward")
-    assert objective.loss_scales == {"image": 1.0, "reward": 1.0, "kl": 1.0, "taco": 1.0,
-                                     "taco_reward": 0.5}
+    assert objective.loss_keys == ("taco", "taco_reward")
+    assert objective.loss_scales == {"taco": 1.0, "taco_reward": 0.5}
     losses, metrics = _loss(wm, objective, params, state, wm_params, _batch())
     chex.assert_shape(list(losses.values()), (B, T))
     taco = np.asarray(losses["taco"])
@@ -65,7 +68,7 @@ def test_keys_scales_and_masked_windows(setup):
     raw = taco[valid] * valid.sum() / (B * T)
     np.testing.assert_allclose(taco.mean(), raw.mean(), rtol=1e-6)
     assert np.log(8) / 3 < raw.mean() < 3 * np.log(8)
-    assert "taco_accuracy" in metrics and "kl" in metrics
+    assert set(metrics) == {"taco_accuracy"}
     total, _ = representations.weigh(losses, objective.loss_scales)
     assert np.isfinite(float(total))
 
@@ -85,21 +88,26 @@ def test_gradients_reach_the_world_model_and_phi(setup):
     assert float(optax.global_norm(g_obj["heads"])) > 0
 
 
-def test_base_objective_and_errors():
-    wm = WorldModel(WM_CFG, SPEC)
-    with_repo = representations.get("taco")(dataclasses.replace(CFG, base=RePoConfig()), wm)
-    assert with_repo.loss_keys == ("reward", "kl", "image", "taco", "taco_reward")
-    _, state = with_repo.init(jax.random.PRNGKey(0))
-    moved = with_repo.update_state(state, {"kl_balanced": jnp.asarray(10.0)})
-    assert float(moved["base"]["log_beta"]) > float(state["base"]["log_beta"])   # RePo's dual
-    with pytest.raises(ValueError, match="set agent.objective.loss_scales.curl=0"):
+def test_composes_with_repo_in_a_list_and_errors():
+    wm = RSSMWorldModel(WM_CFG, SPEC)
+    objectives = composition.build({"repo": RePoConfig(), "taco": CFG}, wm)
+    # RePo replaces the model's kl; the model keeps its reward; TACO adds its two maps
+    assert composition.replaced_keys(objectives, wm.loss_keys) == ("kl",)
+    assert composition.loss_scales(objectives, wm.loss_keys, wm.loss_scales) == {
+        "reward": 1.0, "kl": 1.0, "image": 1.0, "taco": 1.0, "taco_reward": 0.5}
+    _, states = composition.init(objectives, jax.random.PRNGKey(0), None)
+    moved = composition.update_states(objectives, states,
+                                      {"repo": {"kl_balanced": jnp.asarray(10.0)}, "taco": {}})
+    assert float(moved["repo"]["log_beta"]) > float(states["repo"]["log_beta"])   # RePo's dual
+    with pytest.raises(ValueError, match="set agent.objectives.taco.loss_scales.curl=0"):
         representations.get("taco")(TacoConfig(), wm)
 
 
 def test_imagination_agent_updates_with_taco():
     from rl.agents.imagination import ImaginationAgent
     from rl.agents.imagination_config import preset
-    cfg = dataclasses.replace(preset("debug"), objective=CFG)
+    cfg = dataclasses.replace(preset("debug"), objectives={"reconstruction": ReconstructionConfig(),
+                                                           "taco": CFG})
     agent = ImaginationAgent(cfg, SPEC)
     state = agent.init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
@@ -117,6 +125,6 @@ def test_imagination_agent_updates_with_taco():
     new, metrics = jax.jit(agent.update)(state, seq, jax.random.PRNGKey(2), jnp.asarray(0))
     for key in ("wm/loss/taco", "wm/loss/taco_reward", "wm/loss/image"):
         assert np.isfinite(float(metrics[key])), key
-    before = jax.tree.leaves(state.objective_params["phi"])
-    after = jax.tree.leaves(new.objective_params["phi"])
+    before = jax.tree.leaves(state.objective_params["taco"]["phi"])
+    after = jax.tree.leaves(new.objective_params["taco"]["phi"])
     assert any(not np.allclose(a, b) for a, b in zip(before, after))

@@ -1,6 +1,13 @@
-"""World models: things that hold a latent state and step it forward under actions."""
+"""World models: things that hold a latent state and step it forward under actions, behind one
+protocol (``world_models.base``) and one registry (``get(name)``, picked by ``world_model.name``).
+"""
+from world_models.base import (Imagined, ObserveOutput, WorldModel, build, get, names,
+                               register, unregister)
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState
-from world_models.world_model import WorldModel, WorldModelOutputs
+from world_models.world_model import RSSMOutput, RSSMWorldModel
 
-__all__ = ["WorldModelConfig", "RSSM", "LatentState", "WorldModel", "WorldModelOutputs"]
+register("rssm", RSSMWorldModel)
+
+__all__ = ["WorldModel", "ObserveOutput", "Imagined", "register", "unregister", "get", "names",
+           "build", "WorldModelConfig", "RSSM", "LatentState", "RSSMWorldModel", "RSSMOutput"]

@@ -9,11 +9,16 @@ PyTorch; V3 = DreamerV3):
   ("symmetric", checked in its ``common/utils.py``), STORM and V3 ``x/255`` ("unit").
 - Heads: Dreamer-v1 uses 400 units, a 2-layer reward MLP and a 3-layer continue MLP; the RePo
   port uses 200 units and 3 reward layers (see ``presets.repo_port``).
+- The model's own losses (``world_models.world_model``): ``free_nats=3, free_nats_mode="batch",
+  kl_balance=None`` is official Dreamer-v1; ``free_nats_mode="step"`` the RePo repo's Dreamer
+  baseline; ``kl_balance=0.8`` DreamerV2; ``free_nats=1, kl_balance=5/6, loss_scales kl=0.6``
+  DreamerV3 (per step) or STORM ("batch").
 """
 from __future__ import annotations
 
 import dataclasses
 
+from rl.core import kl as kl_lib
 from rl.core.patch_conv import CONV_IMPLS
 
 LATENTS = ("gaussian", "categorical")
@@ -23,6 +28,7 @@ IMAGE_SCALES = ("centered", "symmetric", "unit")
 
 @dataclasses.dataclass(frozen=True)
 class WorldModelConfig:
+    name: str = "rssm"                # the world-model registry key (world_models.get)
     # RSSM
     latent: str = "gaussian"          # "gaussian" (Dreamer-v1) | "categorical" (DreamerV3)
     deter: int = 200                  # GRU state size
@@ -51,6 +57,12 @@ class WorldModelConfig:
     continue_layers: int = 3
     num_bins: int = 255               # two-hot bins on [-bin_range, bin_range] in symlog space
     bin_range: float = 20.0
+    # the model's own losses: reward NLL, continue BCE (with a continue head), KL(post || prior)
+    free_nats: float = 3.0
+    free_nats_mode: str = "batch"     # "batch" (Dreamer-v1, STORM) | "step" (RePo port, V3)
+    kl_balance: float | None = None   # None: plain KL; alpha: gradient share of the prior
+    loss_scales: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"reward": 1.0, "kl": 1.0})   # + "continue" with its head
 
     def __post_init__(self) -> None:
         _check_choice("latent", self.latent, LATENTS)
@@ -62,11 +74,20 @@ class WorldModelConfig:
                 raise ValueError(f"WorldModelConfig.{name}={getattr(self, name)}; must be >= 1")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"WorldModelConfig.unimix={self.unimix}; must be in [0, 1)")
+        _check_choice("free_nats_mode", self.free_nats_mode, kl_lib.FREE_NATS_MODES)
+        if self.kl_balance is not None and not 0.0 <= self.kl_balance <= 1.0:
+            raise ValueError(f"kl_balance={self.kl_balance}; must be in [0, 1] or None")
+        if self.free_nats < 0.0:
+            raise ValueError(f"free_nats={self.free_nats}; must be >= 0")
         if not self.encoder_kernels or not self.decoder_kernels:
             raise ValueError("encoder_kernels and decoder_kernels must not be empty")
         # Hydra hands lists; keep tuples so the config stays hashable (it is static under jit)
         object.__setattr__(self, "encoder_kernels", tuple(self.encoder_kernels))
         object.__setattr__(self, "decoder_kernels", tuple(self.decoder_kernels))
+
+    @property
+    def loss_keys(self) -> tuple[str, ...]:
+        return ("reward", "kl") + (("continue",) if self.continue_head else ())
 
     @property
     def stoch_size(self) -> int:

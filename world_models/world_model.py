@@ -1,9 +1,17 @@
-"""``WorldModel``: conv encoder + RSSM + reward/continue heads + (optional) decoder.
+"""``RSSMWorldModel`` (registered as ``rssm``): conv encoder + RSSM + reward/continue heads +
+(optional) decoder, behind the protocol of ``world_models.base``.
 
 Pure functions on one params dict ``{"encoder", "rssm", "reward", ["continue"], ["decoder"]}``.
-Representation objectives consume ``observe``'s ``WorldModelOutputs`` and call the heads through
-the model; imagination and the actor-critic only see features (``[..., feat_size]``) and
-``imagine``'s rollout.
+``observe`` returns ``RSSMOutput`` with the model's own loss maps ``[B, T]`` (all from the
+posterior features at step t):
+- ``reward``: NLL of ``batch.reward[:, t]`` (the reward received on arriving at obs_t) under the
+  reward head (unit Gaussian, or symlog two-hot);
+- ``continue`` (only with a continue head): BCE against ``1 - is_terminal``;
+- ``kl``: KL(q_t || p_t) with optional balancing and free nats (``rl.core.kl``).
+Deviation: the RePo port masks the reward loss on done steps (time limits included); here the
+replay's ``is_first``/``is_terminal`` already say where episodes end, so nothing is masked.
+Objectives read the posteriors and priors (KL objectives) and call the heads and the decoder;
+imagination and the actor-critic only see features (``[..., feat_size]``).
 
 Actions: the batch holds env actions (int32 indices for discrete spaces, floats in the env's box
 for continuous ones); ``action_vector`` turns them into model inputs (one-hot, or rescaled to
@@ -12,33 +20,36 @@ for continuous ones); ``action_vector`` turns them into model inputs (one-hot, o
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from rl.core import rollout as rollout_lib, symlog
+from rl.core import kl as kl_lib, rollout as rollout_lib, symlog
 from rl.core.types import EnvSpec
 from world_models import conv, heads
+from world_models.base import Imagined, Policy
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState
 
 Params = Any
-FeaturePolicy = Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]   # (feat, key) -> (a, aux)
 
 
-class WorldModelOutputs(NamedTuple):
-    """What ``observe`` gives a representation objective (all ``[B, T, ...]`` but ``last``)."""
+class RSSMOutput(NamedTuple):
+    """``observe``'s output: ``ObserveOutput``'s fields, then the RSSM's (all ``[B, T, ...]``)."""
 
-    embeds: jax.Array          # [B, T, E]
-    posts: LatentState         # [B, T, ...]
-    priors: LatentState        # [B, T, ...]
-    feats: jax.Array           # [B, T, F] features of the posteriors
-    last: LatentState          # [B, ...] the final posterior (to carry on)
-    params: Params             # the world-model params these came from (for the heads)
+    feats: jax.Array                 # [B, T, F] features of the posteriors
+    losses: dict[str, jax.Array]     # reward, kl (+ continue) maps [B, T]
+    metrics: dict[str, jax.Array]    # kl, post_entropy, prior_entropy
+    params: Params                   # the world-model params these came from (for the heads)
+    embeds: jax.Array                # [B, T, E]
+    posts: LatentState               # [B, T, ...]
+    priors: LatentState              # [B, T, ...]
 
 
-class WorldModel:
+class RSSMWorldModel:
+    Config = WorldModelConfig
+
     def __init__(self, cfg: WorldModelConfig, spec: EnvSpec):
         self.cfg = cfg
         self.spec = spec
@@ -69,10 +80,16 @@ class WorldModel:
                                                  cfg.head_act, cfg.head_norm)
                               if cfg.continue_head else None)
         self.bins = symlog.bins(cfg.num_bins, -cfg.bin_range, cfg.bin_range)
+        self.loss_keys = cfg.loss_keys
+        self.loss_scales = dict(cfg.loss_scales)
 
     @property
     def feat_size(self) -> int:
         return self.cfg.feat_size
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder is not None
 
     # ---- params and states -------------------------------------------------------------------
     def init(self, key: jax.Array) -> Params:
@@ -129,36 +146,52 @@ class WorldModel:
         """uint8 frames ``[..., H, W, C]`` -> embeddings ``[..., E]``."""
         return self.encoder.apply({"params": params["encoder"]}, self.preprocess(obs))
 
-    def observe(self, params: Params, obs: jax.Array, actions: jax.Array, is_first: jax.Array,
-                state0: LatentState, key: jax.Array, unroll: int = 1) -> WorldModelOutputs:
-        """Filter ``obs [B,T,H,W,C]`` uint8 with ``actions [B,T,*A]`` (env actions that led to
-        each frame) and ``is_first [B,T]``, starting from ``state0``."""
-        embeds = self.embed(params, obs)
+    def observe(self, params: Params, carry: LatentState, batch: Any, key: jax.Array,
+                unroll: int = 1) -> tuple[LatentState, RSSMOutput]:
+        """Filter ``batch.obs [B,T,H,W,C]`` uint8 with ``batch.action [B,T,*A]`` (env actions
+        that led to each frame) and ``batch.is_first [B,T]``, starting from ``carry``; the loss
+        maps also read ``batch.reward`` and ``batch.is_terminal``."""
+        embeds = self.embed(params, batch.obs)
         last, posts, priors = self.rssm.observe(params["rssm"], embeds,
-                                                self.action_vector(actions), is_first, state0,
-                                                key, unroll)
-        return WorldModelOutputs(embeds, posts, priors, self.features(posts), last, params)
+                                                self.action_vector(batch.action),
+                                                batch.is_first, carry, key, unroll)
+        feats = self.features(posts)
+        losses = {"reward": self.reward_loss(params, feats, batch.reward.astype(jnp.float32))}
+        if self.continue_head is not None:
+            losses["continue"] = self.continue_loss(
+                params, feats, 1.0 - batch.is_terminal.astype(jnp.float32))
+        kl = kl_lib.balanced_kl(self.kl, posts, priors, self.cfg.kl_balance)
+        losses["kl"] = kl_lib.free_nats(kl, self.cfg.free_nats, self.cfg.free_nats_mode)
+        metrics = {"kl": jnp.mean(kl), "post_entropy": jnp.mean(self.rssm.entropy(posts)),
+                   "prior_entropy": jnp.mean(self.rssm.entropy(priors))}
+        return last, RSSMOutput(feats, losses, metrics, params, embeds, posts, priors)
 
-    def obs_step(self, params: Params, state: LatentState, prev_action: jax.Array,
-                 obs: jax.Array, is_first: jax.Array, key: jax.Array) -> LatentState:
+    @staticmethod
+    def starts(out: RSSMOutput) -> LatentState:
+        """Every posterior of the batch, flattened to ``[B*T, ...]``."""
+        return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out.posts)
+
+    def step(self, params: Params, carry: LatentState, prev_action: jax.Array, obs: jax.Array,
+             is_first: jax.Array, key: jax.Array) -> tuple[LatentState, jax.Array]:
         """One online filtering step for acting: ``obs [N,H,W,C]`` uint8, ``prev_action
         [N, action_dim]`` (a model action vector); resets where ``is_first``."""
-        post, _ = self.rssm.obs_step(params["rssm"], state, prev_action,
+        post, _ = self.rssm.obs_step(params["rssm"], carry, prev_action,
                                      self.embed(params, obs), is_first, key)
-        return post
+        return post, self.features(post)
 
     # ---- imagination -------------------------------------------------------------------------
     def img_step(self, params: Params, state: LatentState, action: jax.Array,
                  key: jax.Array) -> LatentState:
         return self.rssm.img_step(params["rssm"], state, action, key)
 
-    def imagine(self, params: Params, start: LatentState, policy_fn: FeaturePolicy,
-                horizon: int, key: jax.Array, unroll: int = 1) -> rollout_lib.Rollout:
-        """Roll ``start [N, ...]`` forward ``horizon`` steps under ``policy_fn(feat, key)``.
-        Returns a ``Rollout`` whose ``states`` are ``LatentState [N, H+1, ...]``."""
+    def imagine(self, params: Params, start: LatentState, policy: Policy | None,
+                horizon: int, key: jax.Array, unroll: int = 1,
+                actions: jax.Array | None = None) -> Imagined:
+        """Roll ``start [N, ...]`` forward ``horizon`` steps under ``policy(feat, key)`` or the
+        given action vectors ``actions [N, horizon, A]``; stacks features ``[N, H+1, F]``."""
         step_fn = lambda state, action, k: self.img_step(params, state, action, k)
-        policy = lambda state, k: policy_fn(self.features(state), k)
-        return rollout_lib.rollout(step_fn, policy, start, horizon, key, unroll)
+        return rollout_lib.rollout(step_fn, policy, start, horizon, key, unroll,
+                                   readout=self.features, actions=actions)
 
     # ---- heads -------------------------------------------------------------------------------
     def reward_out(self, params: Params, feat: jax.Array) -> jax.Array:

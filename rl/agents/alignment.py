@@ -278,8 +278,9 @@ class Aligner:
         if self.cfg.features == "embed":
             x = self.wm.embed(params, obs)
         else:
-            x = self.wm.observe(params, obs, seq.action, seq.is_first,
-                                self.wm.initial(obs.shape[0]), key).feats
+            _, out = self.wm.observe(params, self.wm.initial(obs.shape[0]),
+                                     dataclasses.replace(seq, obs=obs), key)
+            x = out.feats
         return x.reshape(-1, x.shape[-1])
 
     def split_pair(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:

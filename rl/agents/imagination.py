@@ -1,11 +1,17 @@
-"""The imagination agent: any world model + representation objective + latent actor-critic.
+"""The imagination agent: any world model + a list of objectives + latent actor-critic.
+
+It sees the world model only through its protocol (``world_models.base``): ``observe``,
+``starts``, ``step``, ``imagine``, the reward/continue heads, ``decode_uint8``.
 
 One ``update`` (pure, jitted and donated by the loop):
-1. world model: ``observe`` the batch, the objective's loss maps weighted by ``loss_scales``,
-   one Adam step on (world-model params, objective params); then ``objective.update_state``.
-2. behaviour: imagine ``horizon`` steps from every posterior of the batch (``B*T`` starts,
-   gradients stopped) with the world model as it was BEFORE this update's model step (as
-   DreamerV3, one jitted loss); λ-returns; one actor step and one critic step; slow-critic EMA.
+1. world model: ``observe`` the batch; the model's own loss maps (minus those an objective
+   replaces) and every objective's maps, weighted by the model's and the objectives'
+   ``loss_scales``; one Adam step on (world-model params, objective params); then each
+   objective's ``update_state``.
+2. behaviour: imagine ``horizon`` steps from every start of the batch (``world_model.starts``:
+   ``B*T`` posteriors for the RSSM, gradients stopped) with the world model as it was BEFORE
+   this update's model step (as DreamerV3, one jitted loss); λ-returns; one actor step and one
+   critic step; slow-critic EMA.
 
 Return indexing (``ImaginationConfig.return_indexing``) over an imagined trajectory s_0 (start)
 .. s_H with actions a_t taken in s_t:
@@ -28,22 +34,23 @@ import optax
 from flax import struct
 
 import representations
+import world_models
+from representations import composition
 from rl import actor_critic as ac
 from rl import replay as replay_lib
 from rl.agents.imagination_config import ImaginationConfig
 from rl.core.types import EnvSpec
 from rl.imagination import ReturnNormalizer, lambda_returns
-from world_models.rssm import LatentState
-from world_models.world_model import WorldModel
 
 Params = Any
+Carry = Any
 
 
 @struct.dataclass
 class ImaginationState:
     wm_params: Params
-    objective_params: Params
-    objective_state: Any          # objective-specific extra state (e.g. RePo's dual variable)
+    objective_params: Params      # {slot: params} of the objectives
+    objective_state: Any          # {slot: extra state} (e.g. RePo's dual variable)
     actor_params: Params
     critic_params: Params
     slow_critic_params: Params
@@ -54,7 +61,7 @@ class ImaginationState:
 
 
 class ImaginationCarry(NamedTuple):
-    latent: LatentState           # [N, ...] posterior after the last observed frame
+    latent: Carry                 # [N, ...] the world model's carry after the last frame
     prev_action: jax.Array        # [N, action_dim] model action vector that led to the next frame
 
 
@@ -63,8 +70,9 @@ def _adam(lr: float, clip: float, eps: float) -> optax.GradientTransformation:
     return optax.flatten(optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps)))
 
 
-def _flatten_batch_time(tree: Any) -> Any:
-    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+def _head(batch: Any, num: int, length: int) -> Any:
+    """The first ``num`` sequences and ``length`` steps of a batch (``[B]`` fields: ``num``)."""
+    return jax.tree.map(lambda x: x[:num, :length] if x.ndim >= 2 else x[:num], batch)
 
 
 class ImaginationAgent:
@@ -73,10 +81,11 @@ class ImaginationAgent:
         self.spec = spec
         self.min_replay_steps = cfg.length                      # per env, before sampling
         self.replayed_steps_per_update = cfg.batch_size * cfg.length  # for loop.train_ratio
-        self.wm = WorldModel(cfg.world_model, spec)
-        self.objective = representations.get(cfg.objective.name)(cfg.objective, self.wm)
-        # A composite objective (TACO on top of a base) states its own scales for all its keys.
-        self.loss_scales = getattr(self.objective, "loss_scales", cfg.objective.loss_scales)
+        self.wm = world_models.build(cfg.world_model, spec)
+        self.objectives = composition.build(cfg.objectives, self.wm)
+        self.replaced = composition.replaced_keys(self.objectives, self.wm.loss_keys)
+        self.loss_scales = composition.loss_scales(self.objectives, self.wm.loss_keys,
+                                                   self.wm.loss_scales)
         self.actor = ac.Actor(cfg.actor_critic, self.wm.action_dim, self.wm.discrete)
         self.critic = ac.Critic(cfg.actor_critic)
         self.actor_grad = cfg.actor_critic.actor_grad_for(self.wm.discrete)
@@ -91,7 +100,10 @@ class ImaginationAgent:
     def init(self, key: jax.Array) -> ImaginationState:
         wm_key, obj_key, actor_key, critic_key = jax.random.split(key, 4)
         wm_params = self.wm.init(wm_key)
-        obj_params, obj_state = self.objective.init(obj_key)
+        example = representations.ObjectiveInputs(
+            batch=None, features=jnp.zeros((1, 1, self.wm.feat_size), jnp.float32),
+            model=self.wm)
+        obj_params, obj_state = composition.init(self.objectives, obj_key, example)
         actor_params = self.actor.init(actor_key, self.wm.feat_size)
         critic_params = self.critic.init(critic_key, self.wm.feat_size)
         c = self.cfg.actor_critic
@@ -114,13 +126,12 @@ class ImaginationAgent:
     def act(self, state: ImaginationState, carry: ImaginationCarry, obs: jax.Array,
             is_first: jax.Array, key: jax.Array, step: jax.Array,
             explore: bool) -> tuple[jax.Array, ImaginationCarry]:
-        """Filter ``obs [N,H,W,C]`` into the posterior (reset where ``is_first``), then sample
-        the actor (+ exploration noise) or take its mode."""
+        """Filter ``obs [N,H,W,C]`` into the model's carry (reset where ``is_first``), then
+        sample the actor (+ exploration noise) or take its mode."""
         del step
         obs_key, act_key, noise_key = jax.random.split(key, 3)
-        latent = self.wm.obs_step(state.wm_params, carry.latent, carry.prev_action, obs,
-                                  is_first, obs_key)
-        feat = self.wm.features(latent)
+        latent, feat = self.wm.step(state.wm_params, carry.latent, carry.prev_action, obs,
+                                    is_first, obs_key)
         if explore:
             action, _ = self.actor.sample(state.actor_params, feat, act_key)
             action = self._add_exploration(action, noise_key)
@@ -151,41 +162,45 @@ class ImaginationAgent:
         del step
         model_key, actor_key = jax.random.split(key)
         wm_params = state.wm_params   # imagination uses the model that made the posteriors
-        state, posts, metrics = self._model_step(state, batch, model_key)
-        start = jax.lax.stop_gradient(_flatten_batch_time(posts))
+        state, starts, metrics = self._model_step(state, batch, model_key)
+        start = jax.lax.stop_gradient(starts)
         state, behaviour_metrics = self._behaviour_step(state, wm_params, start, actor_key)
         return state, {**metrics, **behaviour_metrics}
 
     # ---- world model -------------------------------------------------------------------------
     def model_loss(self, trainable: tuple[Params, Params], objective_state: Any, batch: Any,
-                   key: jax.Array) -> tuple[jax.Array, tuple[LatentState, dict[str, jax.Array]]]:
-        """Weighted objective loss of the batch; aux: posteriors ``[B,T]`` and metrics."""
+                   key: jax.Array) -> tuple[jax.Array, tuple[Carry, dict[str, Any], dict]]:
+        """Weighted model + objective losses of the batch; aux: the imagination starts
+        ``[B*T]``, metrics and each objective's metrics."""
         wm_params, obj_params = trainable
         observe_key, objective_key = jax.random.split(key)
-        out = self.wm.observe(wm_params, batch.obs, batch.action, batch.is_first,
-                              self.wm.initial(batch.obs.shape[0]), observe_key,
-                              self.cfg.observe_unroll)
-        losses, metrics = self.objective.loss(obj_params, objective_state, batch, out,
-                                              objective_key)
+        _, out = self.wm.observe(wm_params, self.wm.initial(batch.obs.shape[0]), batch,
+                                 observe_key, self.cfg.observe_unroll)
+        inputs = representations.ObjectiveInputs(batch=batch, features=out.feats,
+                                                 model=self.wm, model_out=out)
+        maps, metrics, each = composition.losses(self.objectives, obj_params, objective_state,
+                                                 inputs, objective_key)
+        losses = {k: v for k, v in out.losses.items() if k not in self.replaced} | maps
         total, loss_metrics = representations.weigh(losses, self.loss_scales)
-        return total, (out.posts, {**metrics, **loss_metrics})
+        return total, (self.wm.starts(out), {**out.metrics, **metrics, **loss_metrics}, each)
 
     def _model_step(self, state: ImaginationState, batch: Any, key: jax.Array):
         trainable = (state.wm_params, state.objective_params)
-        (total, (posts, metrics)), grads = jax.value_and_grad(self.model_loss, has_aux=True)(
-            trainable, state.objective_state, batch, key)
+        (total, (starts, metrics, each)), grads = jax.value_and_grad(
+            self.model_loss, has_aux=True)(trainable, state.objective_state, batch, key)
         updates, opt_state = self.model_opt.update(grads, state.model_opt_state, trainable)
         wm_params, obj_params = optax.apply_updates(trainable, updates)
-        objective_state = self.objective.update_state(state.objective_state, metrics)
+        objective_state = composition.update_states(self.objectives, state.objective_state,
+                                                    each)
         metrics = {f"wm/{k}": v for k, v in metrics.items()}
         metrics |= {"wm/loss": total, "wm/grad_norm": optax.global_norm(grads)}
         state = state.replace(wm_params=wm_params, objective_params=obj_params,
                               objective_state=objective_state, model_opt_state=opt_state)
-        return state, posts, metrics
+        return state, starts, metrics
 
     # ---- behaviour ---------------------------------------------------------------------------
     def actor_loss(self, actor_params: Params, wm_params: Params, state: ImaginationState,
-                   start: LatentState, key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+                   start: Carry, key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
         """Mean actor loss over imagined trajectories from ``start [N, ...]`` under the world
         model ``wm_params`` (only the actor is differentiated; with dynamics backprop its
         gradient flows through the frozen model). Aux: the critic's inputs and targets, the new
@@ -194,7 +209,7 @@ class ImaginationAgent:
         wm_params = jax.lax.stop_gradient(wm_params)
         policy = lambda feat, k: self.actor.sample(actor_params, jax.lax.stop_gradient(feat), k)
         traj = self.wm.imagine(wm_params, start, policy, cfg.horizon, key, cfg.imagine_unroll)
-        feats = self.wm.features(traj.states)                            # [N, H+1, F]
+        feats = traj.feats                                               # [N, H+1, F]
         if cfg.return_indexing == "v3":
             state_feats, value_feats, aux = feats[:, :-1], feats, traj.aux
             reward = self.wm.reward(wm_params, feats[:, 1:])
@@ -243,7 +258,7 @@ class ImaginationAgent:
                                        inputs["slow_target"], c.slow_critic_reg)
         return jnp.mean(loss), metrics
 
-    def _behaviour_step(self, state: ImaginationState, wm_params: Params, start: LatentState,
+    def _behaviour_step(self, state: ImaginationState, wm_params: Params, start: Carry,
                         key: jax.Array):
         (actor_loss, aux), actor_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
             state.actor_params, wm_params, state, start, key)
@@ -275,26 +290,19 @@ class ImaginationAgent:
         The first ``report_context`` frames are filtered (posterior, reconstructed); the rest are
         imagined under the batch's actions (``is_first`` is ignored there) and decoded.
         Empty without a decoder."""
-        if self.wm.decoder is None:
+        if not self.wm.has_decoder:
             return {}
         params = state.wm_params
         obs, actions = batch.obs[:num_sequences], batch.action[:num_sequences]
         length = obs.shape[1]
         context = max(1, min(self.cfg.report_context, length - 1))
         observe_key, imagine_key = jax.random.split(key)
-        out = self.wm.observe(params, obs[:, :context], actions[:, :context],
-                              batch.is_first[:num_sequences, :context],
-                              self.wm.initial(obs.shape[0]), observe_key)
-        future = jnp.swapaxes(self.wm.action_vector(actions[:, context:]), 0, 1)
-
-        def step(latent, inputs):
-            action, k = inputs
-            latent = self.wm.img_step(params, latent, action, k)
-            return latent, self.wm.features(latent)
-
-        _, feats = jax.lax.scan(step, out.last,
-                                (future, jax.random.split(imagine_key, length - context)))
-        feats = jnp.concatenate([out.feats, jnp.swapaxes(feats, 0, 1)], 1)
+        last, out = self.wm.observe(params, self.wm.initial(obs.shape[0]),
+                                    _head(batch, num_sequences, context), observe_key)
+        future = self.wm.action_vector(actions[:, context:])
+        imagined = self.wm.imagine(params, last, None, length - context, imagine_key,
+                                   actions=future)
+        feats = jnp.concatenate([out.feats, imagined.feats[:, 1:]], 1)
         model = self.wm.decode_uint8(params, feats).astype(jnp.float32) / 255.0
         truth = obs.astype(jnp.float32) / 255.0
         error = (model - truth + 1.0) / 2.0

@@ -6,6 +6,8 @@ Presets (``preset(name)``):
   heads, 3-layer reward MLP, images in [-1, 1], model lr 3e-4, actor std softplus(x) + 0.1,
   entropy 3e-4, per-step free nats, no gamma weighting, no exploration noise, 14 imagined steps
   (its ``horizon=15`` counts the start state).
+- Objectives (``objectives``): configs keyed by slot, in composition order (default: Dreamer's
+  reconstruction); each adds its loss maps to the world model's own (``world_model.loss_scales``).
 - "dreamerv3_like": DreamerV3's switches (categorical latents, LayerNorm + SiLU, symlog two-hot
   reward and critic, continue head, KL balance 5/6 with free nats 1, return normalisation, slow
   critic regulariser, REINFORCE). The numbers not on a card (lrs, sizes, gamma) are unverified.
@@ -25,12 +27,18 @@ from world_models.config import WorldModelConfig
 RETURN_INDEXINGS = ("v1", "v3")
 
 
+def _reconstruction() -> dict[str, Any]:
+    return {"reconstruction": ReconstructionConfig()}
+
+
 @dataclasses.dataclass(frozen=True)
 class ImaginationConfig:
-    world_model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
+    # any world-model config with .name (``world_models`` registry key)
+    world_model: Any = dataclasses.field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = dataclasses.field(default_factory=ActorCriticConfig)
-    # any objective config with .name (registry key) and .loss_scales
-    objective: Any = dataclasses.field(default_factory=ReconstructionConfig)
+    # objective configs (with .name, the ``representations`` registry key, and .loss_scales)
+    # keyed by slot, in composition order; {}: the world model's own losses only
+    objectives: dict[str, Any] = dataclasses.field(default_factory=_reconstruction)
     batch_size: int = 50
     length: int = 50
     horizon: int = 15                # imagined steps after the start state
@@ -63,9 +71,16 @@ class ImaginationConfig:
         for name in ("batch_size", "length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ImaginationConfig.{name}={getattr(self, name)}; must be >= 1")
-        if not hasattr(self.objective, "name") or not hasattr(self.objective, "loss_scales"):
-            raise ValueError(f"ImaginationConfig.objective must have 'name' and 'loss_scales', "
-                             f"got {self.objective!r}")
+        if not hasattr(self.world_model, "name"):
+            raise ValueError(f"ImaginationConfig.world_model must be a world-model config with "
+                             f"a 'name', got {self.world_model!r}")
+        if not isinstance(self.objectives, dict):
+            raise ValueError(f"ImaginationConfig.objectives must be a dict of objective configs "
+                             f"keyed by slot, got {self.objectives!r}")
+        for slot, cfg in self.objectives.items():
+            if not hasattr(cfg, "name") or not hasattr(cfg, "loss_scales"):
+                raise ValueError(f"ImaginationConfig.objectives[{slot!r}] must have 'name' and "
+                                 f"'loss_scales', got {cfg!r}")
 
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
@@ -102,11 +117,11 @@ def with_size(cfg: ImaginationConfig, size: str) -> ImaginationConfig:
 
 def _repo_port() -> ImaginationConfig:
     return ImaginationConfig(
-        world_model=WorldModelConfig(image_scale="symmetric", head_units=200, reward_layers=3),
+        world_model=WorldModelConfig(image_scale="symmetric", head_units=200, reward_layers=3,
+                                     free_nats_mode="step"),
         actor_critic=ActorCriticConfig(actor_units=200, critic_units=200, actor_std_shift=0.0,
                                        actor_min_std=0.1, actor_entropy=3e-4,
                                        weight_by_gamma=False),
-        objective=ReconstructionConfig(free_nats_mode="step"),
         horizon=14, model_lr=3e-4, expl_noise=0.0)
 
 
@@ -114,15 +129,14 @@ def _dreamerv3_like() -> ImaginationConfig:
     return ImaginationConfig(
         world_model=WorldModelConfig(latent="categorical", stoch=32, classes=32, act="silu",
                                      norm="layer", image_scale="unit", head_act="silu",
-                                     head_norm="layer", reward_head="twohot", continue_head=True),
+                                     head_norm="layer", reward_head="twohot", continue_head=True,
+                                     free_nats=1.0, free_nats_mode="step", kl_balance=5 / 6,
+                                     loss_scales={"reward": 1.0, "continue": 1.0, "kl": 0.6}),
         actor_critic=ActorCriticConfig(act="silu", norm="layer", actor_dist="bounded_normal",
                                        actor_min_std=0.1, actor_unimix=0.01,
                                        actor_grad="reinforce", actor_entropy=3e-4,
                                        critic_head="twohot", slow_critic_reg=1.0,
                                        return_norm=True, weight_by_gamma=False),
-        objective=ReconstructionConfig(free_nats=1.0, free_nats_mode="step", kl_balance=5 / 6,
-                                       loss_scales={"image": 1.0, "reward": 1.0, "continue": 1.0,
-                                                    "kl": 0.6}),
         batch_size=16, length=64, return_indexing="v3", gamma=0.997, model_lr=1e-4,
         actor_lr=3e-5, critic_lr=3e-5, model_grad_clip=1000.0, expl_noise=0.0)
 

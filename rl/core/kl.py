@@ -1,4 +1,4 @@
-"""KL balancing and free nats on per-step KL maps ``[B, T]`` (shared by Dreamer-style objectives).
+"""KL balancing and free nats on per-step KL maps ``[B, T]`` (RSSM world models, RePo).
 
 Balancing (DreamerV2, RePo): ``alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))``. Its value is
 the plain KL; only the gradient is split: ``alpha`` of it trains the prior, ``1 - alpha`` the
