@@ -116,7 +116,11 @@ def _from_node(cls: type, node: Any) -> Any:
         tp = hints[f.name]
         if tp is Any and value is None and f.default_factory is not dataclasses.MISSING:
             continue   # an empty objective slot: the dataclass default
-        if dataclasses.is_dataclass(tp):
+        if f.name == "modules" and cls is not LoopConfig:
+            value = module_configs(value)
+        elif f.name == "objectives" and cls is not LoopConfig:
+            value = objective_configs(value)
+        elif dataclasses.is_dataclass(tp):
             value = _from_node(tp, value)
         elif tp is Any and isinstance(value, DictConfig) and "name" in value:
             value = _from_node(objective_config_class(value.name), value)
@@ -158,6 +162,28 @@ def objective_config_class(name: str) -> type:
     return representations.get(name).Config
 
 
+def objective_configs(node: Any) -> dict[str, Any]:
+    """``agent.objectives`` ({name: node}, composition order) as the objectives' own configs."""
+    return {key: _from_node(objective_config_class(value["name"]), value)
+            for key, value in (node or {}).items()}
+
+
+def module_configs(node: Any) -> dict[str, Any]:
+    """``agent.modules`` ({name: node}) as the modules' own configs (``rl.modules`` registry)."""
+    import rl.modules
+
+    return {key: _from_node(rl.modules.get(value["name"]).Config, value)
+            for key, value in (node or {}).items()}
+
+
+def register_modules(cs: ConfigStore) -> None:
+    """A schema per registered module (``conf/module/<name>.yaml`` extends it)."""
+    import rl.modules
+
+    for name in rl.modules.names():
+        cs.store(group="module", name=f"{name}_schema", node=mirror(rl.modules.get(name).Config))
+
+
 def register() -> None:
     import representations
 
@@ -168,6 +194,7 @@ def register() -> None:
     for name in AGENTS:
         cfg_cls, _ = agent_class(name)
         cs.store(group="agent", name=f"{name}_schema", node=mirror(cfg_cls, name))
+    register_modules(cs)
     OmegaConf.register_new_resolver("slug", lambda s: str(s).replace("/", "-"), replace=True)
     OmegaConf.register_new_resolver("if_null", lambda a, b: b if a is None else a, replace=True)
 

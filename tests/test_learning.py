@@ -64,6 +64,6 @@ def test_taco_learns_toy_reach(tmp_path):
     """DrQ-v2 + TACO (``objective=taco``: critic on phi(a), K=3 windows, TACO's own Adam step)
     on the quickstart task, with a smaller batch and TACO head to fit the CPU budget."""
     final = _train(tmp_path, "experiment=quickstart", "objective=taco",
-                   "agent.objective.hidden_dim=128", "agent.batch_size=64", "loop.frames=5000",
+                   "agent.objectives.taco.hidden_dim=128", "agent.batch_size=64", "loop.frames=5000",
                    "loop.eval_every_frames=5000")
     assert final["return"] > RANDOM_RETURN + 9, final

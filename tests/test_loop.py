@@ -24,7 +24,7 @@ TINY_IMAGINATION = [*LOOP, "agent=imagination", "world_model=debug", "env.size=3
                     "loop.update_every_frames=10", "loop.updates_per_call=1"]
 # Rainbow with PER (priorities written back into the replay) and SPR (aux params, windows)
 TINY_RAINBOW_SPR = [*LOOP, "env=toy/reach_discrete", "agent=rainbow", "objective=spr",
-                    "agent.objective.horizon=2", "agent.objective.transition_channels=8",
+                    "agent.objectives.spr.horizon=2", "agent.objectives.spr.transition_channels=8",
                     "agent.encoder_channels=[8,16]", "agent.encoder_kernels=[4,3]",
                     "agent.encoder_strides=[2,2]", "agent.hidden_dim=16", "agent.batch_size=8",
                     "agent.n_step=3", "agent.num_atoms=11", "agent.frame_stack=2",
