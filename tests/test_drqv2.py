@@ -312,7 +312,7 @@ def test_objectives_and_modules_are_wired_in_order(monkeypatch):
     step with the critic) and a separate one (its own step on the updated encoder)."""
     for name in ("probe", "sep"):   # registered for this test only
         monkeypatch.setitem(objectives_lib._REGISTRY["drqv2"], name, ProbeObjective)
-    monkeypatch.setitem(modules_lib.base._REGISTRY, "wired", WiredModule)
+    monkeypatch.setitem(modules_lib.base.REGISTRY._items, "wired", WiredModule)
     cfg = DrQV2Config.tiny(shift_pad=0, objectives={
         "probe": ProbeConfig(), "sep": ProbeConfig("sep", offset=0.5, separate=True)},
         modules={"wired": WiredConfig()})

@@ -76,8 +76,8 @@ class FakeHost:
 
 @pytest.fixture
 def fake_registered(monkeypatch):
-    monkeypatch.setitem(modules_lib.base._REGISTRY, "a", Fake)
-    monkeypatch.setitem(modules_lib.base._REGISTRY, "b", Fake)
+    monkeypatch.setitem(modules_lib.base.REGISTRY._items, "a", Fake)
+    monkeypatch.setitem(modules_lib.base.REGISTRY._items, "b", Fake)
 
 
 def test_composition_multiplies_chains_and_runs_in_order(fake_registered):

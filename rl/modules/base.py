@@ -30,6 +30,8 @@ from typing import Any, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from rl.core.registry import Registry
+
 ModuleState = Any
 Metrics = dict[str, jax.Array]
 
@@ -97,25 +99,9 @@ class ModuleBase:
 
 
 # ---------------------------------------------------------------------------- registries
-_REGISTRY: dict[str, type] = {}
+REGISTRY = Registry("module")
+register, get, names = REGISTRY.register, REGISTRY.get, REGISTRY.names
 _HOSTS: dict[str, frozenset[str]] = {}
-
-
-def register(name: str, module_cls: type) -> None:
-    """Add a module class (``cls(cfg, host)``, ``cls.Config`` its config) under ``name``."""
-    if name in _REGISTRY and _REGISTRY[name] is not module_cls:
-        raise ValueError(f"module {name!r} is already registered")
-    _REGISTRY[name] = module_cls
-
-
-def get(name: str) -> type:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown module {name!r}; valid: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def names() -> list[str]:
-    return sorted(_REGISTRY)
 
 
 def declare_host(agent: str, provides: frozenset[str]) -> None:
