@@ -118,7 +118,7 @@ def bench_taco(batches: list[int], repeats: int) -> list[dict]:
     replay = jax.jit(_filled_replay, static_argnums=(0, 1))(spec, 20_000, key)
     rows = []
     for batch in batches:
-        agent = DrQV2Agent(DrQV2Config(batch_size=batch, objective=TacoConfig()), spec)
+        agent = DrQV2Agent(DrQV2Config(batch_size=batch, objectives={"taco": TacoConfig()}), spec)
         t_compile, per = _time_updates(agent, replay, key, 1, repeats, 20)
         rows.append({"what": "DrQ-v2 + TACO update (windows K=3, sample+update, 1/call)",
                      "batch": batch, "ms": 1e3 * per, "per_s": 1 / per,
@@ -140,8 +140,8 @@ def bench_rainbow(seeds: list[int], repeats: int, capacity: int = 50_000) -> lis
     rows = []
     for num in sorted(set(seeds)):
         replay = jax.jit(_filled_replay, static_argnums=(0, 1, 3))(spec, capacity, key, num)
-        for name, objective in (("Rainbow", None), ("Rainbow + SPR (K=5)", SPRConfig())):
-            agent = RainbowAgent(RainbowConfig(objective=objective), spec)
+        for name, objectives in (("Rainbow", {}), ("Rainbow + SPR (K=5)", {"spr": SPRConfig()})):
+            agent = RainbowAgent(RainbowConfig(objectives=objectives), spec)
             for mode in (["-"] if num == 1 else ["map", "vmap"]):
                 stacked = agent if num == 1 else SeedStack(agent, num, update_mode=mode)
                 copy = jax.tree.map(jnp.copy, replay)   # a prioritised update donates it

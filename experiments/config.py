@@ -73,11 +73,7 @@ def mirror(cls: type, name: str | None = None) -> type:
         return _MIRRORS[cls]
     hints = typing.get_type_hints(cls)
     fields = [] if name is None else [("name", str, dataclasses.field(default=name))]
-    if name is not None and _single_objective(cls):   # until the agent takes a list
-        fields.append((OBJECTIVES, Dict[str, Any], dataclasses.field(default_factory=dict)))
     for f in dataclasses.fields(cls):
-        if name is not None and f.name == "objective" and _single_objective(cls):
-            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, tuple):
             default = list(default)
@@ -112,7 +108,7 @@ def _node_default(value: Any) -> Any:
 def _from_node(cls: type, node: Any) -> Any:
     """Builds the agent's own frozen config from a validated Hydra node."""
     hints = typing.get_type_hints(cls)
-    extra = {"name"} | ({OBJECTIVES} if _single_objective(cls) else set())
+    extra = {"name"}
     if isinstance(node, (dict, DictConfig)):  # `+key=value` can append past the schema
         unknown = sorted(set(node) - {f.name for f in dataclasses.fields(cls)} - extra)
         if unknown:
@@ -120,17 +116,15 @@ def _from_node(cls: type, node: Any) -> Any:
                              f"{[f.name for f in dataclasses.fields(cls)]}")
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if (f.name == "objective" and _single_objective(cls)
-                and isinstance(node, (dict, DictConfig)) and OBJECTIVES in node):
-            kwargs["objective"] = _single(cls, objective_configs(node[OBJECTIVES]))
-            continue
         if isinstance(node, (dict, DictConfig)) and f.name not in node:
             continue   # a partial node: the field's default
         value = node[f.name] if isinstance(node, (dict, DictConfig)) else getattr(node, f.name)
         tp = hints[f.name]
         if tp is Any and value is None and f.default_factory is not dataclasses.MISSING:
-            continue   # an empty world-model slot: the dataclass default
-        if dataclasses.is_dataclass(tp):
+            continue   # an empty slot: the dataclass default
+        if f.name == "modules" and cls is not LoopConfig:
+            value = module_configs(value)
+        elif dataclasses.is_dataclass(tp):
             value = _from_node(tp, value)
         elif f.name == OBJECTIVES:
             value = objective_configs(value)
@@ -210,17 +204,20 @@ def objective_configs(node: Any) -> dict[str, Any]:
     return configs
 
 
-def _single_objective(cls: type) -> bool:
-    """An agent config with one ``objective`` field rather than the ``objectives`` dict
-    (DrQ-v2 and Rainbow until they take a list): it still reads ``agent.objectives``."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return "objective" in names and OBJECTIVES not in names
+def module_configs(node: Any) -> dict[str, Any]:
+    """``agent.modules`` ({name: node}) as the modules' own configs (``rl.modules`` registry)."""
+    import rl.modules
+
+    return {key: _from_node(rl.modules.get(value["name"]).Config, value)
+            for key, value in (node or {}).items()}
 
 
-def _single(cls: type, configs: dict[str, Any]) -> Any:
-    if len(configs) > 1:
-        raise ValueError(f"{cls.__name__} takes one objective, got {list(configs)}")
-    return next(iter(configs.values()), None)
+def register_modules(cs: ConfigStore) -> None:
+    """A schema per registered module (``conf/module/<name>.yaml`` extends it)."""
+    import rl.modules
+
+    for name in rl.modules.names():
+        cs.store(group="module", name=f"{name}_schema", node=mirror(rl.modules.get(name).Config))
 
 
 def register() -> None:
@@ -237,6 +234,7 @@ def register() -> None:
     for name in AGENTS:
         cfg_cls, _ = agent_class(name)
         cs.store(group="agent", name=f"{name}_schema", node=mirror(cfg_cls, name))
+    register_modules(cs)
     OmegaConf.register_new_resolver("slug", lambda s: str(s).replace("/", "-"), replace=True)
     OmegaConf.register_new_resolver("if_null", lambda a, b: b if a is None else a, replace=True)
 

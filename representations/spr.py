@@ -34,7 +34,7 @@ pre-step params reproduces that, applied after the step (or ``ema = 0`` with
 Two uses:
 - Rainbow (``agent=rainbow``, SPR proper): ``SPR`` holds the transition model
   (``world_models.transition``) and predictor; ``spr_objective_loss`` gives the per-sample
-  loss ``[B]`` (wiring: ``rl.agents.rainbow_objectives``).
+  loss ``[B]``; ``SPRRainbowObjective`` is the objective the Rainbow agent hosts.
 - World models (``agent=imagination``, ``SPRObjective``): self-prediction on a world model's
   latents, its own ``imagine`` under the taken actions being the transition model (the one
   rollout); next to the other objectives of the list (``objective=[reconstruction,spr]``).
@@ -50,7 +50,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from representations.base import LossMaps, Metrics, ObjectiveBase, check_loss_scales
+from representations.base import (LossMaps, Metrics, Needs, ObjectiveBase, ObjectiveInputs,
+                                  check_loss_scales)
 from world_models.transition import NORMS, TransitionModel
 
 Params = Any
@@ -222,6 +223,49 @@ class SPR:
         # (H200, K=5: 4.03 -> 3.69 ms per update; results/scripts/profile_spr.py)
         return spr_objective_loss(params, self.transition, latent, actions, valid, project,
                                   target, self.cfg.normalize_eps, unroll=self.cfg.horizon)
+
+
+class SPRRainbowObjective(ObjectiveBase):
+    """``objective=spr agent=rainbow`` (SPR proper): from the online latent of the augmented
+    ``o_t`` (``inputs.features``, with gradient) the conv transition model rolls K steps under
+    ``a_t .. a_{t+K-1}``; each step is projected with the Q head's first layer
+    (``inputs.extras["project"]``, no noise, with gradient) and passed through the linear
+    predictor; the target is the projection of the latent of the augmented ``o_{t+k}``
+    (``inputs.encode``) under stop-gradient: with ``target_ema = 0`` (SPR with augmentation,
+    official ``--momentum-tau 1.``) the target network is the online one under stop-gradient,
+    which is what the official code's in-forward copy computes. Steps after the episode's end
+    are masked (``future_valid``). The ``[B]`` map joins the C51 loss per sample before the PER
+    weights. ``host`` must have ``num_actions`` and ``cfg.conv``.
+    """
+
+    name = "spr"
+    loss_keys = LOSS_KEYS
+    Config = SPRConfig
+
+    def __init__(self, cfg: SPRConfig, host: Any) -> None:
+        if cfg.target_ema != 0.0:
+            raise ValueError(f"objective=spr with agent=rainbow supports target_ema=0 (the "
+                             f"online network under stop-gradient, SPR's augmented setting), "
+                             f"got {cfg.target_ema!r}")
+        self.cfg, self.loss_scales = cfg, dict(cfg.loss_scales)
+        self.needs = Needs(window=cfg.horizon)
+        self.spr = SPR(cfg, host.num_actions, host.cfg.conv)
+
+    def init(self, key: jax.Array, example: ObjectiveInputs) -> tuple[Params, dict]:
+        width = example.extras["project"](example.features).shape[-1]
+        return self.spr.init(key, example.features, width), {}
+
+    def loss(self, params: Params, state: Any, inputs: ObjectiveInputs,
+             key: jax.Array) -> tuple[LossMaps, Metrics]:
+        del state
+        batch, project = inputs.batch, inputs.extras["project"]
+        b, k = batch.actions.shape[:2]
+        future = batch.future_obs.reshape((b * k,) + batch.future_obs.shape[2:])
+        target = jax.lax.stop_gradient(project(inputs.encode(future, key)).reshape(b, k, -1))
+        actions = batch.actions.reshape(b, k).astype(jnp.int32)
+        loss, metrics = self.spr.loss(params, inputs.features, actions, batch.future_valid,
+                                      project, target)
+        return {"spr": loss}, metrics
 
 
 # ---------------------------------------------------------------------------- world models

@@ -15,7 +15,8 @@ Maximise I(z_{t+K}; [z_t, u_t .. u_{t+K-1}]) with a bilinear InfoNCE over the ba
   consumes ``phi(a)`` too.
 
 The loss works on any features (DrQ-v2's conv features, a world model's latents): ``TacoHeads``
-gets the features and returns unreduced ``[B]`` maps keyed by ``LOSS_KEYS``.
+gets the features and returns unreduced ``[B]`` maps keyed by ``LOSS_KEYS``. Two objectives use
+it: ``TacoDrQV2Objective`` (DrQ-v2, the official agent) and ``TacoObjective`` (world models).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from representations.base import ObjectiveBase, ObjectiveInputs, check_loss_scales
+from representations.base import Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
 from rl.core.nets import MLP, TORCH_LAYERNORM_EPS, Trunk, dense
 
@@ -128,6 +129,47 @@ class TacoConfig:
             raise ValueError(f"TacoConfig.latent_action_dim must be >= 1 or None, "
                              f"got {self.latent_action_dim!r}")
         check_loss_scales(LOSS_KEYS, self.loss_scales)
+
+
+class TacoDrQV2Objective(ObjectiveBase):
+    """TACO on DrQ-v2 (official ``TACOAgent``): windows of K steps, the critic on ``phi(a)``
+    (``action_encoder``: the host trains ``phi`` with the critic and hands it back as
+    ``inputs.extras["encode_action"]``), and TACO + CURL + reward as a separate Adam step
+    (``needs.separate_step``, learning rate ``lr``) over the encoder, ``phi`` and the heads after
+    the critic, actor and target updates.
+
+    ``host`` must have ``action_dim``. ``loss`` draws its own views through ``inputs.encode``
+    (independent random shifts for the anchor and CURL views of ``o_t`` and for ``o_{t+K}``).
+    """
+
+    name = "taco"
+    loss_keys = LOSS_KEYS
+    Config = TacoConfig
+
+    def __init__(self, cfg: TacoConfig, host: Any) -> None:
+        self.cfg, self.loss_scales, self.lr = cfg, dict(cfg.loss_scales), cfg.lr
+        self.needs = Needs(window=cfg.horizon, separate_step=True)
+        self.latent_dim = cfg.latent_action_dim or latent_action_dim(host.action_dim)
+        self.action_encoder = ActionEncoder(self.latent_dim, cfg.action_hidden_dim)
+        self.heads = TacoHeads(cfg.feature_dim, cfg.hidden_dim)
+
+    def init(self, key: jax.Array, example: ObjectiveInputs) -> tuple[Any, dict]:
+        features = example.features
+        latent = jnp.zeros((1, self.cfg.horizon, self.latent_dim), jnp.float32)
+        return self.heads.init(key, features, features, features, latent, jnp.zeros((1,))), {}
+
+    def loss(self, params: Any, state: Any, inputs: ObjectiveInputs,
+             key: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        del state   # the official update_taco draws its own anchor view of o_t
+        k_anchor, k_curl, k_future = jax.random.split(key, 3)
+        batch = inputs.batch
+        tr = batch.transition
+        features = inputs.encode(tr.obs, k_anchor)
+        curl_features = inputs.encode(tr.obs, k_curl)
+        future_features = inputs.encode(batch.future_obs[:, -1], k_future)
+        latent_actions = inputs.extras["encode_action"](batch.actions.astype(jnp.float32))
+        return self.heads.apply(params, features, future_features, curl_features,
+                                latent_actions, tr.reward)
 
 
 class TacoObjective(ObjectiveBase):

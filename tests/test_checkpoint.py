@@ -86,7 +86,8 @@ def test_taco_and_repo_agent_states_round_trip(tmp_path):
     from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("tiny", (32, 32, 3), ActionSpec.box(2))
-    taco = DrQV2Agent(DrQV2Config.tiny(objective=TacoConfig(feature_dim=4, hidden_dim=8)), spec)
+    taco = DrQV2Agent(DrQV2Config.tiny(objectives={
+        "taco": TacoConfig(feature_dim=4, hidden_dim=8)}), spec)
     cfg = preset("debug")
     repo = ImaginationAgent(dataclasses.replace(cfg, objectives={"repo": RePoConfig()}), spec)
     for name, agent in (("taco", taco), ("repo", repo)):

@@ -101,17 +101,20 @@ def test_fingerprint_tracks_state_shapes_only():
 def test_taco_presets_and_objective_on_drqv2():
     from representations.taco import TacoConfig
     taco = config_lib.agent_config(_compose("experiment=taco_dmc"))
-    assert isinstance(taco.objective, TacoConfig)
-    assert (taco.batch_size, taco.objective.horizon) == (1024, 3)
+    assert list(taco.objectives) == ["taco"] and isinstance(taco.objectives["taco"], TacoConfig)
+    assert (taco.batch_size, taco.objectives["taco"].horizon) == (1024, 3)
     control = config_lib.agent_config(_compose("experiment=taco_dmc_drqv2"))
-    assert control.objective is None and control.batch_size == 256
+    assert control.objectives == {} and control.batch_size == 256
     assert control.stddev_schedule == taco.stddev_schedule
-    on_drqv2 = config_lib.agent_config(_compose("agent=drqv2", "objective=taco",
+    on_drqv2 = config_lib.agent_config(_compose("agent=drqv2", "objective=[taco]",
                                                 "agent.objectives.taco.horizon=5"))
-    assert on_drqv2.objective.horizon == 5
+    assert on_drqv2.objectives["taco"].horizon == 5
+    with pytest.raises(Exception, match="horizonn"):
+        _compose("agent=drqv2", "objective=taco", "agent.objectives.taco.horizonn=5")
+
+
+def test_taco_objective_on_a_world_model_composes():
     on_wm = config_lib.agent_config(_compose("agent=imagination", "objective=[repo,taco]",
                                              "agent.objectives.taco.loss_scales.curl=0"))
     assert list(on_wm.objectives) == ["repo", "taco"]
     assert on_wm.objectives["repo"].target_kl == 3.0
-    with pytest.raises(Exception, match="horizonn"):
-        _compose("agent=drqv2", "objective=taco", "agent.objectives.taco.horizonn=5")

@@ -10,9 +10,12 @@ import optax
 import pytest
 
 from rl import replay as replay_lib
-from rl.agents.drqv2 import AuxLoss, DrQV2Agent, DrQV2Config, DrQV2Hooks, TargetInputs, perturb
-from rl.agents.drqv2_hooks import min_q_target
+from representations.base import Needs, ObjectiveBase
+from rl import modules as modules_lib
+from rl.agents import objectives as objectives_lib
+from rl.agents.drqv2 import DrQV2Agent, DrQV2Config, TargetInputs, min_q_target
 from rl.agents.drqv2_losses import actor_loss, critic_loss
+from rl.modules import ModuleBase, perturb
 from rl.core.schedules import parse_schedule
 from rl.core.distributions import truncated_normal_sample
 from rl.core.types import ActionSpec, EnvSpec
@@ -92,8 +95,8 @@ def test_min_q_target_and_critic_loss_by_hand():
     inputs = TargetInputs(reward=jnp.array([1.0, 0.5]), discount=jnp.array([0.9, 0.0]),
                           next_q1=jnp.array([2.0, 7.0]), next_q2=jnp.array([3.0, -1.0]),
                           next_features=jnp.zeros((2, 3)), next_action=jnp.zeros((2, 1)),
-                          aux=None, step=jnp.asarray(0))
-    target, _ = min_q_target(inputs)
+                          step=jnp.asarray(0))
+    target = min_q_target(inputs)
     np.testing.assert_allclose(target, [1.0 + 0.9 * 2.0, 0.5])
     loss, metrics = critic_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0]), jnp.array([1.0, 1.0]))
     assert float(loss) == pytest.approx((0 + 1) / 2 + (1 + 9) / 2)
@@ -253,32 +256,69 @@ def test_bfloat16_encoder_keeps_float32_params_and_close_features(plain):
     assert 0 < float(jnp.max(jnp.abs(full - half))) < 0.05 * float(jnp.max(jnp.abs(full)))
 
 
-# ---------------------------------------------------------------- hooks
-def test_hooks_are_wired_in_order():
-    """pad 0 makes the update deterministic given params, so every hook is checked by hand:
-    a zero value target, a constant std, the activation hook, a joint aux loss (one step with
-    the critic) and a separate aux loss (its own step on the updated encoder)."""
-    cfg = DrQV2Config.tiny(shift_pad=0)
-    nets = DrQV2Agent(cfg, SPEC).nets
-    small = lambda key, f: {"w": jnp.full((f.shape[-1],), 1e-3)}
+# ---------------------------------------------------------------- objectives and modules
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig:
+    name: str = "probe"
+    offset: float = -1.0       # loss = mean((features @ w + offset)^2)
+    separate: bool = False
 
-    def probe(params, aux_params, batch, features, key):
-        return jnp.mean(jnp.square(features @ aux_params["w"] - 1.0)), {"probe_metric": 1.0}
 
-    def sep(params, aux_params, batch, features, key):
-        return jnp.mean(jnp.square(features @ aux_params["w"] + 0.5)), {}
+class ProbeObjective(ObjectiveBase):
+    """A linear probe on the features: joint (with the critic) or with its own step."""
 
-    def observe(aux, intermediates, step):
-        value = jnp.abs(intermediates["policy"]["hidden_0"][0]).mean()
-        return aux.replace(extra={"act": value, "count": aux.extra["count"] + 1}), {"act": value}
+    loss_keys = ("probe",)
 
-    hooks = DrQV2Hooks(
-        aux_losses=(AuxLoss("probe", small, probe), AuxLoss("sep", small, sep, separate_step=True)),
-        value_target=lambda inputs: (jnp.zeros_like(inputs.reward), {"hooked": jnp.ones(())}),
-        noise_std=lambda aux, step: jnp.asarray(0.5),
-        observe_actor_activations=observe,
-        init_extra=lambda: {"act": jnp.zeros(()), "count": jnp.zeros((), jnp.int32)})
-    agent = DrQV2Agent(cfg, SPEC, hooks)
+    def __init__(self, cfg, host):
+        self.cfg, self.name, self.loss_scales = cfg, cfg.name, {"probe": 1.0}
+        self.needs = Needs(separate_step=cfg.separate)
+
+    def init(self, key, example):
+        return {"w": jnp.full((example.features.shape[-1],), 1e-3)}, {}
+
+    def loss(self, params, state, inputs, key):
+        return ({"probe": jnp.square(inputs.features @ params["w"] + self.cfg.offset)},
+                {"probe_metric": jnp.ones(())})
+
+
+@dataclasses.dataclass(frozen=True)
+class WiredConfig:
+    name: str = "wired"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WiredModule(ModuleBase):
+    """A zero value target, a constant std and an activation observer that counts its calls."""
+
+    requires = frozenset({"value_target", "noise_std", "activations"})
+
+    def init(self, key, host):
+        return {"act": jnp.zeros(()), "count": jnp.zeros((), jnp.int32)}
+
+    def observe_activations(self, state, activations, step):
+        value = jnp.abs(activations["actor"]["policy"]["hidden_0"][0]).mean()
+        return {"act": value, "count": state["count"] + 1}, {"act": value}
+
+    def noise_std(self, state, step, default):
+        return jnp.asarray(0.5)
+
+    def value_target(self, state, inputs, default_target):
+        return jnp.zeros_like(inputs.reward), {"hooked": jnp.ones(())}
+
+
+def test_objectives_and_modules_are_wired_in_order(monkeypatch):
+    """pad 0 makes the update deterministic given params, so every call site is checked by
+    hand: a zero value target, a constant std, the activation observer, a joint objective (one
+    step with the critic) and a separate one (its own step on the updated encoder)."""
+    for name in ("probe", "sep"):   # registered for this test only
+        monkeypatch.setitem(objectives_lib._REGISTRY["drqv2"], name, ProbeObjective)
+    monkeypatch.setitem(modules_lib.base.REGISTRY._entries, "wired", WiredModule)
+    cfg = DrQV2Config.tiny(shift_pad=0, objectives={
+        "probe": ProbeConfig(), "sep": ProbeConfig("sep", offset=0.5, separate=True)},
+        modules={"wired": WiredConfig()})
+    nets = DrQV2Agent(DrQV2Config.tiny(shift_pad=0), SPEC).nets
+    probe = lambda features, w, offset: jnp.mean(jnp.square(features @ w + offset))
+    agent = DrQV2Agent(cfg, SPEC)
     state0 = agent.init(jax.random.PRNGKey(0))
     batch = make_batch(1, cfg)
     state1, metrics = jax.jit(agent.update)(state0, batch, jax.random.PRNGKey(2), jnp.asarray(7))
@@ -289,7 +329,7 @@ def test_hooks_are_wired_in_order():
         features = agent.encode(p0, batch.obs)
         hidden = agent.actor_intermediates(p0, features)["policy"]["hidden_0"][0]
         q1, q2 = nets.critic.apply(p0.critic, features, batch.action)
-        probe_loss = probe(p0, state0.aux.params["probe"], batch, features, None)[0]
+        probe_loss = probe(features, state0.objectives.params["probe"]["w"], -1.0)
 
         # The encoder: one Adam step on critic + probe loss (nothing from the actor), then the
         # separate step of "sep" on the updated encoder with its own Adam state.
@@ -297,31 +337,33 @@ def test_hooks_are_wired_in_order():
             f = nets.encoder.apply(encoder, batch.obs)
             a, b = nets.critic.apply(p0.critic, f, batch.action)
             return (jnp.mean(a ** 2) + jnp.mean(b ** 2)
-                    + jnp.mean(jnp.square(f @ state0.aux.params["probe"]["w"] - 1.0)))
+                    + jnp.mean(jnp.square(f @ state0.objectives.params["probe"]["w"] - 1.0)))
 
         upd, _ = optax.adam(cfg.lr).update(jax.grad(joint_loss)(p0.encoder),
                                            state0.encoder_opt_state, p0.encoder)
         opt_params = {"encoder": optax.apply_updates(p0.encoder, upd),
-                      "aux": state0.aux.params["sep"]}
+                      "aux": state0.objectives.params["sep"]}
 
         def sep_loss(opt_params):
             f = nets.encoder.apply(opt_params["encoder"], batch.obs)
-            return sep(None, opt_params["aux"], batch, f, None)[0]
+            return probe(f, opt_params["aux"]["w"], 0.5)
 
         upd, _ = optax.adam(cfg.lr).update(jax.grad(sep_loss)(opt_params),
-                                           state0.aux.opt_states["sep"], opt_params)
+                                           state0.objectives.opt_states["sep"], opt_params)
         return (jnp.abs(hidden).mean(), jnp.mean(q1 ** 2) + jnp.mean(q2 ** 2), probe_loss,
                 optax.apply_updates(opt_params, upd))
 
     act_mean, critic_loss_value, probe_loss, expected = by_hand(state0, batch)
-    assert float(state1.aux.extra["act"]) == pytest.approx(float(act_mean), rel=1e-5)
-    assert int(state1.aux.extra["count"]) == 1
-    assert float(metrics["actor_std"]) == 0.5 and float(metrics["hooked"]) == 1.0
+    assert float(state1.modules["wired"]["act"]) == pytest.approx(float(act_mean), rel=1e-5)
+    assert int(state1.modules["wired"]["count"]) == 1
+    assert float(metrics["actor_std"]) == 0.5 and float(metrics["wired/hooked"]) == 1.0
     assert float(metrics["target_q_mean"]) == 0.0
     assert float(metrics["critic_loss"]) == pytest.approx(float(critic_loss_value), rel=1e-5)
     assert float(metrics["probe/loss"]) == pytest.approx(float(probe_loss), rel=1e-5)
     assert "probe/probe_metric" in metrics and "sep/loss" in metrics
     chex.assert_trees_all_close(state1.params.encoder, expected["encoder"], rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_close(state1.aux.params["sep"], expected["aux"], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(state1.aux.params["probe"]["w"], state0.aux.params["probe"]["w"])
+    chex.assert_trees_all_close(state1.objectives.params["sep"], expected["aux"], rtol=1e-5,
+                                atol=1e-6)
+    assert not np.allclose(state1.objectives.params["probe"]["w"],
+                           state0.objectives.params["probe"]["w"])
     assert finite(state1)

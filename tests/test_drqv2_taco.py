@@ -15,7 +15,7 @@ from test_drqv2 import SPEC, finite, make_batch
 
 K = 3
 TACO = TacoConfig(horizon=K, feature_dim=6, hidden_dim=16)
-CFG = DrQV2Config.tiny(objective=TACO)
+CFG = DrQV2Config.tiny(objectives={"taco": TACO})
 
 
 def make_windows(seed, cfg=CFG, spec=SPEC) -> replay_lib.TransitionWindows:
@@ -62,7 +62,7 @@ def test_update_steps_everything_taco_trains(taco):
     assert finite(state1) and all(np.isfinite(np.asarray(v)) for v in metrics.values())
     for name in ("encoder", "critic", "actor", "action_encoder"):
         assert changed(getattr(state0.params, name), getattr(state1.params, name)), name
-    assert changed(state0.aux.params["taco"], state1.aux.params["taco"])
+    assert changed(state0.objectives.params["taco"], state1.objectives.params["taco"])
     for key in ("taco/loss", "taco/loss/taco", "taco/loss/curl", "taco/loss/reward",
                 "taco/taco_accuracy", "taco/curl_accuracy"):
         assert key in metrics, key
@@ -74,13 +74,13 @@ def test_phi_takes_both_the_critic_and_the_taco_step(taco):
     """With TACO's losses scaled to 0 its Adam step is zero, so phi moves by the critic alone;
     with the default scales the TACO step moves it further (two optimisers on phi, as official)."""
     agent, state0, state1, _, batch = taco
-    quiet = DrQV2Agent(DrQV2Config.tiny(objective=TacoConfig(
+    quiet = DrQV2Agent(DrQV2Config.tiny(objectives={"taco": TacoConfig(
         horizon=K, feature_dim=6, hidden_dim=16,
-        loss_scales={"taco": 0.0, "curl": 0.0, "reward": 0.0})), SPEC)
+        loss_scales={"taco": 0.0, "curl": 0.0, "reward": 0.0})}), SPEC)
     s0 = quiet.init(jax.random.PRNGKey(0))
     s1, _ = jax.jit(quiet.update)(s0, batch, jax.random.PRNGKey(2), jnp.asarray(1000))
     assert changed(s0.params.action_encoder, s1.params.action_encoder)   # critic step
-    chex.assert_trees_all_close(s1.aux.params["taco"], s0.aux.params["taco"])   # no TACO step
+    chex.assert_trees_all_close(s1.objectives.params["taco"], s0.objectives.params["taco"])   # no TACO step
     assert changed(s1.params.action_encoder, state1.params.action_encoder)
 
 
@@ -115,4 +115,4 @@ def test_objective_config_errors():
         name = "reconstruction"
     with pytest.raises(ValueError, match="objective 'reconstruction' is not available for "
                                          r"agent=drqv2; valid: \['taco'\]"):
-        DrQV2Agent(DrQV2Config.tiny(objective=Other()), SPEC)
+        DrQV2Agent(DrQV2Config.tiny(objectives={"reconstruction": Other()}), SPEC)

@@ -1,6 +1,6 @@
 """Rainbow (SPR's base): C51 projection, losses and PER by hand, noisy and dueling layers, the
-update with priority write-back, the aux-loss hook (SPR's place), config errors, and a CPU
-learning run."""
+update with priority write-back, objectives on window samples (SPR's place), config errors,
+and a CPU learning run."""
 import dataclasses
 import functools
 import json
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from rl import replay as replay_lib
-from rl.agents.rainbow import AuxInputs, AuxLoss, RainbowAgent, RainbowConfig, RainbowHooks
+from representations.base import Needs, ObjectiveBase
+from rl.agents import objectives as objectives_lib
+from rl.agents.rainbow import RainbowAgent, RainbowConfig
 from rl.agents.rainbow_losses import (KL_EPS, c51_loss, c51_target, categorical_l2_project,
                                       clip_n_step_rewards, importance_weights)
 from rl.agents.rainbow_networks import NoisyDense, dueling_logits
@@ -286,25 +288,38 @@ def test_learn_writes_kl_priorities_by_hand(plain):
         assert reward == pytest.approx(by_slot[int(slot)]), slot
 
 
-def test_aux_loss_hook_on_window_samples():
-    """An aux loss gets SPR's inputs (windows with full_window=False, the latent with gradient,
-    the target params), its per-sample loss is added before the IS weights, and its params and
-    the encoder take its gradient."""
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig:
+    name: str = "probe"
+
+
+def test_objective_on_window_samples(monkeypatch):
+    """An objective gets SPR's inputs (windows with full_window=False, the latent with gradient,
+    the projection and the target params), its per-sample map x loss_scales is added before the
+    IS weights, and its params and the encoder take its gradient."""
     seen = {}
 
-    def init(key, latent):
-        return {"w": jnp.full((2 * PLAIN.hidden_dim,), 0.1)}
+    class Probe(ObjectiveBase):
+        name, loss_keys, needs = "probe", ("probe",), Needs(window=2)
+        loss_scales = {"probe": 2.0}
 
-    def loss(params, aux_params, inputs: AuxInputs, key):
-        seen["batch"], seen["latent"] = inputs.batch, inputs.latent
-        projected = agent.nets.project(params, inputs.latent)       # SPR's projection
-        target = agent.nets.project(inputs.target_params, inputs.latent)
-        per_sample = jnp.square(projected @ aux_params["w"] - jax.lax.stop_gradient(
-            target.sum(-1))) * inputs.batch.future_valid[:, -1]
-        return per_sample, {"valid": jnp.mean(inputs.batch.future_valid)}
+        def __init__(self, cfg, host):
+            pass
 
-    hooks = RainbowHooks(aux_losses=(AuxLoss("probe", init, loss, weight=2.0),), window_horizon=2)
-    agent = RainbowAgent(dataclasses.replace(PLAIN, batch_size=32), SPEC, hooks)
+        def init(self, key, example):
+            return {"w": jnp.full((2 * PLAIN.hidden_dim,), 0.1)}, {}
+
+        def loss(self, params, state, inputs, key):
+            seen["batch"], seen["latent"] = inputs.batch, inputs.features
+            projected = inputs.extras["project"](inputs.features)      # SPR's projection
+            target = agent.nets.project(inputs.extras["target_params"], inputs.features)
+            per_sample = jnp.square(projected @ params["w"] - jax.lax.stop_gradient(
+                target.sum(-1))) * inputs.batch.future_valid[:, -1]
+            return {"probe": per_sample}, {"valid": jnp.mean(inputs.batch.future_valid)}
+
+    monkeypatch.setitem(objectives_lib._REGISTRY["rainbow"], "probe", Probe)
+    agent = RainbowAgent(dataclasses.replace(PLAIN, batch_size=32,
+                                             objectives={"probe": ProbeConfig()}), SPEC)
     assert agent.min_replay_steps == 4
     state0 = agent.init(jax.random.PRNGKey(0))
     replay = make_replay(steps=24, num_envs=2, episode=4)            # short episodes
@@ -315,7 +330,8 @@ def test_aux_loss_hook_on_window_samples():
     assert 0 < float(metrics["probe/valid"]) < 1     # starts near an episode end are sampled
     assert "probe/loss" in metrics and "probe/grad_norm" in metrics
     assert float(metrics["probe/grad_norm"]) > 0
-    assert not np.allclose(state1.aux_params["probe"]["w"], state0.aux_params["probe"]["w"])
+    assert not np.allclose(state1.objectives.params["probe"]["w"],
+                           state0.objectives.params["probe"]["w"])
     chex.assert_trees_all_equal_shapes_and_dtypes(state0, state1)
     assert finite(state1)
 
@@ -329,22 +345,23 @@ def test_spr_objective_on_rainbow_trains_encoder_transition_and_predictor():
     from representations.spr import SPRConfig
 
     def run(scale):
-        cfg = dataclasses.replace(FULL, batch_size=16, objective=SPRConfig(
-            horizon=3, transition_channels=8, loss_scales={"spr": scale}))
+        cfg = dataclasses.replace(FULL, batch_size=16, objectives={"spr": SPRConfig(
+            horizon=3, transition_channels=8, loss_scales={"spr": scale})})
         agent = RainbowAgent(cfg, SPEC)
-        assert agent.hooks.window_horizon == 3
+        assert agent.window == 3
         state0 = agent.init(jax.random.PRNGKey(0))
         state1, _, metrics = jax.jit(functools.partial(learn_step, agent))(state0, make_replay(steps=24, num_envs=2, episode=4),
                                                  jax.random.PRNGKey(1), jnp.asarray(0))
         return agent, state0, state1, metrics
 
     agent, state0, state1, metrics = run(5.0)
-    assert {"spr/loss", "spr/grad_norm"} <= set(metrics)
-    assert 0.0 < float(metrics["spr/loss"]) <= 4.0 + 1e-5      # mean over K of 2 - 2 cos
+    assert {"spr/loss", "spr/loss/spr", "spr/grad_norm"} <= set(metrics)
+    assert 0.0 < float(metrics["spr/loss/spr"]) <= 4.0 + 1e-5      # mean over K of 2 - 2 cos
+    assert float(metrics["spr/loss"]) == pytest.approx(5.0 * float(metrics["spr/loss/spr"]))
     assert float(metrics["spr/grad_norm"]) > 0
     for part in ("transition", "predictor"):
-        assert not np.allclose(jax.tree.leaves(state1.aux_params["spr"][part])[0],
-                               jax.tree.leaves(state0.aux_params["spr"][part])[0])
+        assert not np.allclose(jax.tree.leaves(state1.objectives.params["spr"][part])[0],
+                               jax.tree.leaves(state0.objectives.params["spr"][part])[0])
     chex.assert_trees_all_equal_shapes_and_dtypes(state0, state1)
     assert finite(state1)
     _, _, state1_off, _ = run(0.0)
@@ -356,7 +373,8 @@ def test_spr_on_rainbow_refuses_an_ema_target():
     from representations.spr import SPRConfig
 
     with pytest.raises(ValueError, match="target_ema=0"):
-        RainbowAgent(dataclasses.replace(PLAIN, objective=SPRConfig(target_ema=0.99)), SPEC)
+        RainbowAgent(dataclasses.replace(PLAIN, objectives={"spr": SPRConfig(target_ema=0.99)}),
+                     SPEC)
 
 
 # ---------------------------------------------------------------- config and registration
@@ -383,7 +401,7 @@ def test_bad_specs_and_objectives_raise():
         name: str = "taco"
 
     with pytest.raises(ValueError, match="'taco' is not available for agent=rainbow"):
-        RainbowAgent(dataclasses.replace(PLAIN, objective=Other()), SPEC)
+        RainbowAgent(dataclasses.replace(PLAIN, objectives={"taco": Other()}), SPEC)
 
 
 def test_hydra_agent_rainbow_on_atari_builds_the_paper_agent():
@@ -462,7 +480,7 @@ def test_patch_convs_give_the_same_spr_update():
     replay = make_replay(steps=24, num_envs=2, episode=4)
     results = []
     for impl in ("xla", "patches"):
-        agent = RainbowAgent(RainbowConfig.tiny(objective=SPRConfig(horizon=2), conv=impl,
+        agent = RainbowAgent(RainbowConfig.tiny(objectives={"spr": SPRConfig(horizon=2)}, conv=impl,
                                                 batch_size=16), SPEC)
         state0 = agent.init(jax.random.PRNGKey(0))
         learn = jax.jit(functools.partial(learn_step, agent))

@@ -60,12 +60,3 @@ class PrioritizedAgent(Agent, Protocol):
 def is_prioritized(agent: Any) -> bool:
     return hasattr(agent, "update_with_priorities") and hasattr(agent, "write_priorities")
 
-
-def check_aux_hooks(aux_losses: tuple[Any, ...], window_horizon: Any) -> None:
-    """The checks every agent's hook dataclass makes: a window horizon that is an int >= 0,
-    and unique aux-loss names (their metrics and params are keyed by name)."""
-    if isinstance(window_horizon, bool) or not isinstance(window_horizon, int) or window_horizon < 0:
-        raise ValueError(f"window_horizon must be an int >= 0, got {window_horizon!r}")
-    names = [aux.name for aux in aux_losses]
-    if len(set(names)) != len(names):
-        raise ValueError(f"aux loss names must be unique, got {names}")

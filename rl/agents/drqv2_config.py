@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Dict
 
 from rl.core.schedules import parse_schedule
 from rl.core.patch_conv import CONV_IMPLS
@@ -28,8 +28,10 @@ class DrQV2Config:
     shift_pad: int = 4                   # random-shift augmentation padding
     encoder_dtype: str = "float32"       # conv compute dtype: "float32" (official) | "bfloat16"
     encoder_conv: str = "xla"            # "xla" (cuDNN) | "patches" (slices + matmul, PatchConv)
-    # a representation objective's config with .name (``objective=taco``); None: plain DrQ-v2
-    objective: Any = None
+    # representation objectives keyed by name, in composition order (``objective=[taco]``), and
+    # modules keyed by name (``module=[...]``, rl/modules); empty: plain DrQ-v2
+    objectives: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    modules: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "feature_dim": self.feature_dim, "hidden_dim": self.hidden_dim,

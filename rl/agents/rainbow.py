@@ -14,10 +14,13 @@ One ``update`` (mila-iqia/spr ``SPRCategoricalDQN.loss`` + rlpyt ``optimize_agen
      network (current and next state, as SPR resets the noise once per loss), one for the target;
   2. target: next action = argmax of the online Q on ``next_obs`` (Double DQN), its target-net
      distribution projected onto the support at ``r + gamma^m z`` (0 after a terminal);
-  3. per-sample C51 cross-entropy + [hook] aux losses, times the PER importance weights
-     ``(1/prob)^beta / max``, averaged; one clipped Adam step (aux params: their own);
+  3. per-sample C51 cross-entropy ([modules: sample_weights:c51]) + the objectives' ``[B]``
+     maps x ``loss_scales``, times the PER importance weights ``(1/prob)^beta / max``,
+     averaged; one clipped Adam step (objective params: their own, clipped on their own as
+     SPR clips its dynamics model);
   4. target <- tau * online + (1 - tau) * target every ``target_update_period`` updates;
-  5. new priorities = the per-sample KL (``update_with_priorities``; ``write_priorities``).
+  5. new priorities = the per-sample KL (``update_with_priorities``; ``write_priorities``);
+  6. [modules: after_update] in order.
 
 Prioritised replay needs the priorities written back into the replay: the agent is an
 ``rl.agents.base.PrioritizedAgent`` (``update_with_priorities`` + ``write_priorities``), which
@@ -25,14 +28,17 @@ the loop fuses with ``sample`` into one jit with state and replay donated. Throu
 alone the priorities stay at the buffer's max priority, so sampling is uniform and the
 importance weights are all 1.
 
-Extension point (``rl.agents.rainbow_hooks``; SPR): ``RainbowHooks(aux_losses, window_horizon)``
-passed to the constructor or built from ``cfg.objective`` (``rl.agents.rainbow_objectives``).
-``nets`` exposes the encoder output, the noise-free projection (the head's first layers) and
-the augmentation that an auxiliary loss needs.
+Objectives (``cfg.objectives``, e.g. SPR) get ``ObjectiveInputs``: ``features`` = the online
+latent of the augmented ``o_t`` (with gradient, the one the C51 loss uses), ``encode(obs, key)``
+= augment + online encoder (with gradient), ``target_encode`` = the same through the target
+network, ``extras["project"]`` = the head's first layer of every stream without noise (SPR's
+projection, with gradient), ``extras["target_params"]``. ``sample`` draws ``TransitionWindows``
+(``full_window=False``: starts near an episode's end are kept; ``future_valid`` masks the steps
+after it) of the largest ``needs.window``; the C51 loss uses ``batch.transition``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import flax
 import jax
@@ -42,19 +48,24 @@ import optax
 from rl import replay as replay_lib
 from rl.core.schedules import parse_schedule
 from rl.agents.rainbow_config import RainbowConfig
-from rl.agents.rainbow_hooks import AuxInputs, AuxLoss, RainbowHooks, combine
+from representations.base import ObjectiveInputs
+from rl import modules as modules_lib
+from rl.agents import objectives as objectives_lib
+from rl.agents.objectives import ObjectiveSlots
 from rl.agents.rainbow_losses import (c51_loss, c51_target, clip_n_step_rewards,
                                       importance_weights, select_distribution)
 from rl.agents.rainbow_networks import RainbowNetworks
 from rl.core.nets import conv_output_size
-from rl.agents.rainbow_objectives import objective_hooks
 from rl.envs import frame_stack
 from rl.core.types import EnvSpec
+from rl.modules import WeightInputs
 
-__all__ = ["AuxInputs", "AuxLoss", "RainbowAgent", "RainbowConfig", "RainbowHooks",
-           "RainbowState"]
+__all__ = ["PROVIDES", "RainbowAgent", "RainbowConfig", "RainbowState"]
 
 Metrics = dict[str, jax.Array]
+
+PROVIDES = frozenset({"sample_weights:c51", "after_update"})
+modules_lib.declare_host("rainbow", PROVIDES)
 
 
 @flax.struct.dataclass
@@ -62,15 +73,20 @@ class RainbowState:
     params: Any                 # online Q network variables {"params": {"encoder", "head"}}
     target_params: Any          # target network (a copy after every update with the defaults)
     opt_state: Any              # clip + Adam over params
-    aux_params: dict[str, Any]  # one entry per aux loss (SPR: transition model, predictor)
-    aux_opt_states: dict[str, Any]
+    objectives: ObjectiveSlots  # per objective (SPR: transition model, predictor)
+    modules: dict[str, Any]     # per module: its state (rl.modules)
     update_count: jax.Array     # int32, updates done
 
 
 class RainbowAgent:
     """Rainbow behind the ``rl.agents.base.Agent`` protocol (discrete actions)."""
 
-    def __init__(self, cfg: RainbowConfig, spec: EnvSpec, hooks: RainbowHooks | None = None):
+    name = "rainbow"
+    provides = PROVIDES
+
+    def __init__(self, cfg: RainbowConfig, spec: EnvSpec,
+                 modules: Mapping[str, Any] | None = None):
+        """``modules``: module configs keyed by name (``None``: ``cfg.modules``)."""
         if not spec.action.discrete:
             raise ValueError(f"Rainbow needs discrete actions, got {spec.action}")
         self.cfg, self.spec = cfg, spec
@@ -78,9 +94,12 @@ class RainbowAgent:
         height, width, channels = spec.obs_shape
         self.stacked_obs_shape = (height, width, channels * cfg.frame_stack)
         self.nets = RainbowNetworks(cfg, self.num_actions)
-        self.hooks = combine(hooks or RainbowHooks(), objective_hooks(cfg.objective, self.nets))
+        self.objectives = objectives_lib.build(cfg.objectives, "rainbow", self)
+        self.modules = modules_lib.Modules.build(cfg.modules if modules is None else modules,
+                                                 self)
+        self.window = objectives_lib.window(self.objectives)
         # per env, before the loop may sample (windows look max(n, K) steps ahead)
-        self.min_replay_steps = max(cfg.n_step, self.hooks.window_horizon) + 1
+        self.min_replay_steps = max(cfg.n_step, self.window) + 1
         self.sampler = (replay_lib.prioritized(cfg.per_alpha) if cfg.prioritized
                         else replay_lib.uniform)
         self.epsilon_schedule = parse_schedule(cfg.epsilon_schedule)
@@ -103,13 +122,17 @@ class RainbowAgent:
         key, k_params = jax.random.split(key)
         params = jax.jit(self.init_params)(k_params)
         latent = jnp.zeros((1, *self.latent_shape), jnp.float32)
-        keys = jax.random.split(key, max(len(self.hooks.aux_losses), 1))
-        aux_params = {a.name: a.init(k, latent) for a, k in zip(self.hooks.aux_losses, keys)}
+        example = ObjectiveInputs(batch=None, features=latent, extras={
+            "project": lambda z: self.nets.project(params, z)})
+        obj_params, obj_states = objectives_lib.init_params(self.objectives, key, example)
         return RainbowState(
             params=params,
             target_params=jax.tree.map(jnp.copy, params),   # no shared buffers: state is donated
-            opt_state=self.opt.init(params), aux_params=aux_params,
-            aux_opt_states={name: self.opt.init(p) for name, p in aux_params.items()},
+            opt_state=self.opt.init(params),
+            objectives=ObjectiveSlots(
+                params=obj_params, states=obj_states,
+                opt_states={name: self.opt.init(p) for name, p in obj_params.items()}),
+            modules=self.modules.init(jax.random.fold_in(key, 1), self),
             update_count=jnp.zeros((), jnp.int32))
 
     def initial_carry(self, num_envs: int) -> Any:
@@ -137,9 +160,9 @@ class RainbowAgent:
 
     # ------------------------------------------------------------------ learning
     def sample(self, replay: Any, key: jax.Array) -> Any:
-        """``Transitions`` (prioritised), or ``TransitionWindows`` when ``hooks.window_horizon``;
-        n-step returns from per-step rewards clipped to ``cfg.reward_clip``."""
-        cfg, horizon = self.cfg, self.hooks.window_horizon
+        """``Transitions`` (prioritised), or ``TransitionWindows`` when an objective needs a
+        window; n-step returns from per-step rewards clipped to ``cfg.reward_clip``."""
+        cfg, horizon = self.cfg, self.window
         if horizon:
             batch = replay_lib.sample_transition_windows(
                 replay, key, cfg.batch_size, cfg.n_step, cfg.gamma, cfg.frame_stack, horizon,
@@ -184,7 +207,7 @@ class RainbowAgent:
     def update_with_priorities(self, state: RainbowState, batch: Any, key: jax.Array,
                                step: jax.Array) -> tuple[RainbowState, Metrics, jax.Array]:
         """One update; also returns the new priorities ``[B]`` of ``batch``'s transitions."""
-        cfg, nets, hooks = self.cfg, self.nets, self.hooks
+        cfg, nets, modules = self.cfg, self.nets, self.modules
         step = jnp.asarray(step)
         tr = _transition(batch)
         k_obs, k_next, k_online, k_target, k_aux = jax.random.split(key, 5)
@@ -195,35 +218,38 @@ class RainbowAgent:
         beta = self.beta_schedule(step)
         weights = (importance_weights(tr.prob, beta) if cfg.prioritized
                    else jnp.ones_like(tr.prob, jnp.float32))
-        aux_keys = jax.random.split(k_aux, max(len(hooks.aux_losses), 1))
+        slots = state.objectives
+        obj_keys = jax.random.split(k_aux, max(len(self.objectives), 1))
 
-        def loss_fn(params, aux_params):
+        def loss_fn(params, obj_params):
             latent = nets.encode(params, images)
             logits = nets.logits(params, latent, k_online)
             cross_entropy, kl = c51_loss(logits, action, target)
-            per_sample, metrics = cross_entropy, {}
-            inputs = AuxInputs(batch=batch, latent=latent, target_params=state.target_params,
-                               step=step)
-            for aux, k in zip(hooks.aux_losses, aux_keys):
-                aux_loss, aux_metrics = aux.loss(params, aux_params[aux.name], inputs, k)
-                per_sample = per_sample + aux.weight * aux_loss
-                metrics |= {f"{aux.name}/{n}": v for n, v in aux_metrics.items()}
-                metrics[f"{aux.name}/loss"] = jnp.mean(aux_loss)
+            c51_weights = modules.sample_weights(state.modules, WeightInputs(
+                "c51", batch, jax.lax.stop_gradient(latent), step))
+            per_sample = cross_entropy if c51_weights is None else c51_weights * cross_entropy
+            metrics = {}
+            inputs = self.objective_inputs(batch, latent, params, state.target_params, step)
+            for o, k in zip(self.objectives, obj_keys):
+                maps, obj_metrics = o.loss(obj_params[o.name], slots.states[o.name], inputs, k)
+                total = objectives_lib.scaled(o, maps)
+                per_sample = per_sample + total
+                metrics |= objectives_lib.named_metrics(o, maps, obj_metrics, total)
             q = jnp.take_along_axis(nets.q_values(jax.lax.stop_gradient(logits)),
                                     action[:, None], axis=1)
             metrics |= {"cross_entropy": jnp.mean(cross_entropy), "kl": jnp.mean(kl),
                         "q_mean": jnp.mean(q)}
             return jnp.mean(weights * per_sample), (kl, metrics)
 
-        (loss, (priorities, metrics)), (grads, aux_grads) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1), has_aux=True)(state.params, state.aux_params)
+        (loss, (priorities, metrics)), (grads, obj_grads) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True)(state.params, slots.params)
         updates, opt_state = self.opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        aux_params, aux_opt_states = {}, {}
-        for name, g in aux_grads.items():
-            updates, aux_opt_states[name] = self.opt.update(g, state.aux_opt_states[name],
-                                                            state.aux_params[name])
-            aux_params[name] = optax.apply_updates(state.aux_params[name], updates)
+        obj_params, obj_opt_states = {}, {}
+        for name, g in obj_grads.items():
+            updates, obj_opt_states[name] = self.opt.update(g, slots.opt_states[name],
+                                                            slots.params[name])
+            obj_params[name] = optax.apply_updates(slots.params[name], updates)
             metrics[f"{name}/grad_norm"] = optax.global_norm(g)
 
         count = state.update_count + 1
@@ -237,10 +263,28 @@ class RainbowAgent:
                     "per_beta": jnp.asarray(beta, jnp.float32),
                     "is_weight_mean": jnp.mean(weights),
                     "epsilon": jnp.asarray(self.epsilon_schedule(step), jnp.float32)}
+        obj_states = {o.name: o.update_state(slots.states[o.name], metrics)
+                      for o in self.objectives}
         state = RainbowState(params=params, target_params=target_params, opt_state=opt_state,
-                             aux_params=aux_params, aux_opt_states=aux_opt_states,
-                             update_count=count)
+                             objectives=ObjectiveSlots(params=obj_params,
+                                                       opt_states=obj_opt_states,
+                                                       states=obj_states),
+                             modules=state.modules, update_count=count)
+        if modules.uses("after_update"):
+            state = modules.after_update(state, jax.random.fold_in(key, 1), step)
         return state, metrics, jax.lax.stop_gradient(priorities)
+
+    def objective_inputs(self, batch: Any, latent: jax.Array, params: Any, target_params: Any,
+                         step: jax.Array) -> ObjectiveInputs:
+        """What an objective's ``loss`` gets, closing over the params being differentiated."""
+        nets = self.nets
+        return ObjectiveInputs(
+            batch=batch, features=latent,
+            encode=lambda obs, key: nets.encode(params, nets.prepare(obs, key)),
+            target_encode=lambda obs, key: jax.lax.stop_gradient(
+                nets.encode(target_params, nets.prepare(obs, key))),
+            extras={"project": lambda z: nets.project(params, z), "target_params": target_params},
+            step=step)
 
 
 def _transition(batch: Any) -> replay_lib.Transitions:

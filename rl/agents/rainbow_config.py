@@ -6,7 +6,7 @@ per env step), not van Hasselt et al.'s original DER; cards/repo_spr_taco_infopo
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Dict
 
 from rl.core.schedules import parse_schedule
 from rl.core.patch_conv import CONV_IMPLS, PADDINGS
@@ -58,8 +58,10 @@ class RainbowConfig:
     augment: bool = True
     shift_pad: int = 4
     intensity_scale: float = 0.05
-    # a representation objective's config with .name (``objective=...``); None: plain Rainbow
-    objective: Any = None
+    # representation objectives keyed by name, in composition order (``objective=[spr]``), and
+    # modules keyed by name (``module=[...]``, rl/modules); empty: plain Rainbow
+    objectives: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    modules: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "adam_eps": self.adam_eps, "max_grad_norm": self.max_grad_norm,

@@ -1,0 +1,13 @@
+"""Modules: plug-ins at fixed call sites of any agent (``module=[...]``); see ``rl.modules.base``.
+
+    cls = rl.modules.get("toy")          # the module class; cls.Config its config
+"""
+from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, check_host,
+                             declare_host, get, names, register)
+from rl.modules.perturb import perturb
+from rl.modules.toy import ToyConfig, ToyModule
+
+register("toy", ToyModule)
+
+__all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
+           "get", "names", "register", "perturb", "ToyConfig", "ToyModule"]

@@ -1,0 +1,69 @@
+"""A toy module that exercises every call site (``module=toy``): the CLI and protocol tests use
+it, and it is the smallest example of a module (one file + ``conf/module/toy.yaml``).
+
+- ``sample_weights`` on the losses in ``weigh``: 1 for the first ``keep_fraction`` of the batch,
+  0 for the rest;
+- ``noise_std``: a constant std instead of the agent's schedule (``None``: the default);
+- ``observe_activations``: the mean absolute sown activation, kept in the state;
+- ``after_update``: counts the updates in the state.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+
+from rl.modules.base import ModuleBase, WeightInputs
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    name: str = "toy"
+    weigh: tuple[str, ...] = ()          # unreduced losses to weigh, e.g. ("critic",), ("c51",)
+    keep_fraction: float = 0.5
+    noise_std: Optional[float] = None
+    observe: bool = False                # observe the sown activations
+    count_updates: bool = True           # after_update counts calls
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.keep_fraction <= 1.0:
+            raise ValueError(f"ToyConfig.keep_fraction must be in [0, 1], "
+                             f"got {self.keep_fraction!r}")
+        if self.noise_std is not None and not self.noise_std > 0:
+            raise ValueError(f"ToyConfig.noise_std must be > 0 or None, got {self.noise_std!r}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ToyModule(ModuleBase):
+    Config = ToyConfig
+
+    @property
+    def requires(self) -> frozenset[str]:
+        sites = {f"sample_weights:{loss}" for loss in self.cfg.weigh}
+        sites |= {site for site, on in (("noise_std", self.cfg.noise_std is not None),
+                                        ("activations", self.cfg.observe),
+                                        ("after_update", self.cfg.count_updates)) if on}
+        return frozenset(sites)
+
+    def init(self, key: jax.Array, host: Any) -> dict:
+        del key, host
+        return {"updates": jnp.zeros((), jnp.int32), "activation_mean": jnp.zeros(())}
+
+    def observe_activations(self, state: dict, activations: Mapping[str, Any],
+                            step: jax.Array) -> tuple[dict, dict]:
+        leaves = jax.tree.leaves(activations)
+        value = jnp.mean(jnp.stack([jnp.abs(x).mean() for x in leaves]))
+        return {**state, "activation_mean": value}, {"activation_mean": value}
+
+    def sample_weights(self, state: dict, inputs: WeightInputs) -> jax.Array:
+        batch = inputs.features.shape[0]
+        return (jnp.arange(batch) < self.cfg.keep_fraction * batch).astype(jnp.float32)
+
+    def noise_std(self, state: dict, step: jax.Array, default: jax.Array) -> jax.Array:
+        return jnp.asarray(self.cfg.noise_std, jnp.float32)
+
+    def after_update(self, agent_state: Any, module_state: dict, key: jax.Array,
+                     step: jax.Array) -> Any:
+        return self.put(agent_state, {**module_state, "updates": module_state["updates"] + 1})
