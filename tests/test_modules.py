@@ -1,5 +1,5 @@
 """rl.modules: the composition by hand, the host checks, and the toy module switched on from the
-config (``module=[toy]``) at every call site of DrQ-v2 and Rainbow."""
+config (``module=[toy]``) at every call site of DrQ-v2, Rainbow and the imagination agent."""
 import dataclasses
 import functools
 import pathlib
@@ -203,3 +203,48 @@ def test_toy_on_rainbow_zero_weights_stop_the_c51_gradient_and_counts_updates():
     assert int(state2.modules["toy"]["updates"]) == 2
     _, s0, s1, _, half = _rainbow("agent.modules.toy.weigh=[c51]")
     assert 0.0 < float(half["loss"]) and float(half["grad_norm"]) > 0.0
+
+
+# ---------------------------------------------------------------- the imagination agent
+def _imagination(*overrides):
+    """The debug imagination agent with the toy module from the CLI: two jitted updates on one
+    fixed batch; returns the agent, the states and both updates' metrics."""
+    import test_imagination
+    from rl.agents.imagination import ImaginationAgent
+    from rl.agents.imagination_config import preset
+
+    modules = _modules_from_cli("agent=imagination", "module=[toy]", *overrides)
+    cfg = dataclasses.replace(preset("debug"), modules=modules)
+    agent = ImaginationAgent(cfg, test_imagination.SPEC)
+    batch = test_imagination._fixed_batch(cfg.batch_size, cfg.length, discrete=False)
+    state0 = jax.jit(agent.init)(jax.random.PRNGKey(0))
+    update = jax.jit(agent.update)
+    state1, m1 = update(state0, batch, jax.random.PRNGKey(1), jnp.int32(0))
+    state2, m2 = update(state1, batch, jax.random.PRNGKey(2), jnp.int32(1))
+    return agent, state0, state2, m1, m2
+
+
+def test_toy_on_imagination_intrinsic_reward_noise_and_after_update():
+    agent, state0, state2, m1, _ = _imagination("agent.modules.toy.intrinsic=0.5",
+                                                "agent.modules.toy.noise_std=2.0")
+    assert int(state2.modules["toy"]["updates"]) == 2          # after_update once per update
+    np.testing.assert_allclose(m1["actor/imag_intrinsic"], 0.5)
+    # the bonus enters the imagined reward, nothing else changes: same params, same keys
+    _, _, _, plain, _ = _imagination("agent.modules.toy.count_updates=false")
+    assert "actor/imag_intrinsic" not in plain
+    np.testing.assert_allclose(m1["actor/imag_reward"] - plain["actor/imag_reward"], 0.5,
+                               rtol=1e-5)
+    np.testing.assert_allclose(m1["wm/loss"], plain["wm/loss"])
+    # the noise override: std 2 around the actor's action, clipped to the box, so far from it
+    carry = agent.initial_carry(64)
+    obs = jnp.zeros((64, 32, 32, 3), jnp.uint8)
+    first = jnp.ones((64,), bool)
+    act = jax.jit(agent.act, static_argnames=("explore",))
+    noisy, _ = act(state0, carry, obs, first, jax.random.PRNGKey(3), jnp.int32(0), explore=True)
+    mode, _ = act(state0, carry, obs, first, jax.random.PRNGKey(3), jnp.int32(0), explore=False)
+    assert float(jnp.mean(jnp.abs(noisy - mode))) > 0.5      # expl_noise 0.3 would give ~0.25
+
+
+def test_imagination_rejects_a_module_it_cannot_host():
+    with pytest.raises(ValueError, match=r"module 'toy' needs \['sample_weights:c51'\].*rainbow"):
+        _imagination("agent.modules.toy.weigh=[c51]")

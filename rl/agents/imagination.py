@@ -37,6 +37,7 @@ import representations
 import world_models
 from representations import composition
 from rl import actor_critic as ac
+from rl import modules as modules_lib
 from rl import replay as replay_lib
 from rl.agents.imagination_config import ImaginationConfig
 from rl.core.types import EnvSpec
@@ -44,6 +45,9 @@ from rl.imagination import ReturnNormalizer, lambda_returns
 
 Params = Any
 Carry = Any
+# module call sites: exploration noise (acting), a bonus on imagined rewards, after the update
+PROVIDES = frozenset({"noise_std", "intrinsic_reward", "after_update"})
+modules_lib.declare_host("imagination", PROVIDES)
 
 
 @struct.dataclass
@@ -58,6 +62,7 @@ class ImaginationState:
     actor_opt_state: Any
     critic_opt_state: Any
     return_norm: ReturnNormalizer
+    modules: dict[str, Any]       # per module: its state (rl.modules)
 
 
 class ImaginationCarry(NamedTuple):
@@ -76,9 +81,13 @@ def _head(batch: Any, num: int, length: int) -> Any:
 
 
 class ImaginationAgent:
+    name = "imagination"
+    provides = PROVIDES
+
     def __init__(self, cfg: ImaginationConfig, spec: EnvSpec):
         self.cfg = cfg
         self.spec = spec
+        self.modules = modules_lib.Modules.build(cfg.modules, self)
         self.min_replay_steps = cfg.length                      # per env, before sampling
         self.replayed_steps_per_update = cfg.batch_size * cfg.length  # for loop.train_ratio
         self.wm = world_models.build(cfg.world_model, spec)
@@ -99,6 +108,7 @@ class ImaginationAgent:
     # ---- Agent protocol ----------------------------------------------------------------------
     def init(self, key: jax.Array) -> ImaginationState:
         wm_key, obj_key, actor_key, critic_key = jax.random.split(key, 4)
+        module_key = jax.random.fold_in(key, 1)   # a fold: the other keys stay as they were
         wm_params = self.wm.init(wm_key)
         example = representations.ObjectiveInputs(
             batch=None, features=jnp.zeros((1, 1, self.wm.feat_size), jnp.float32),
@@ -117,7 +127,8 @@ class ImaginationAgent:
             critic_opt_state=self.critic_opt.init(critic_params),
             return_norm=ReturnNormalizer.create(c.return_norm_decay, c.return_norm_low,
                                                 c.return_norm_high, c.return_norm_limit,
-                                                c.return_norm_method))
+                                                c.return_norm_method),
+            modules=self.modules.init(module_key, self))
 
     def initial_carry(self, num_envs: int) -> ImaginationCarry:
         return ImaginationCarry(self.wm.initial(num_envs),
@@ -128,22 +139,26 @@ class ImaginationAgent:
             explore: bool) -> tuple[jax.Array, ImaginationCarry]:
         """Filter ``obs [N,H,W,C]`` into the model's carry (reset where ``is_first``), then
         sample the actor (+ exploration noise) or take its mode."""
-        del step
         obs_key, act_key, noise_key = jax.random.split(key, 3)
         latent, feat = self.wm.step(state.wm_params, carry.latent, carry.prev_action, obs,
                                     is_first, obs_key)
         if explore:
             action, _ = self.actor.sample(state.actor_params, feat, act_key)
-            action = self._add_exploration(action, noise_key)
+            action = self._add_exploration(action, noise_key, state.modules, step)
         else:
             action = self.actor.mode(state.actor_params, feat)
         if not self.wm.discrete:
             action = jnp.clip(action, -1.0, 1.0)
         return self.wm.env_action(action), ImaginationCarry(latent, action)
 
-    def _add_exploration(self, action: jax.Array, key: jax.Array) -> jax.Array:
+    def _add_exploration(self, action: jax.Array, key: jax.Array, module_states: dict,
+                         step: jax.Array) -> jax.Array:
+        """Gaussian noise of std ``expl_noise`` (continuous) or epsilon-greedy (discrete); a
+        ``noise_std`` module overrides the amount (e.g. DrM's awaken exploration)."""
         amount = self.cfg.expl_noise
-        if amount <= 0.0:
+        if self.modules.uses("noise_std"):
+            amount = self.modules.noise_std(module_states, step, jnp.asarray(amount, jnp.float32))
+        elif amount <= 0.0:
             return action
         if self.wm.discrete:   # epsilon-greedy over one-hot actions
             pick_key, random_key = jax.random.split(key)
@@ -159,12 +174,13 @@ class ImaginationAgent:
 
     def update(self, state: ImaginationState, batch: Any, key: jax.Array,
                step: jax.Array) -> tuple[ImaginationState, dict[str, jax.Array]]:
-        del step
         model_key, actor_key = jax.random.split(key)
         wm_params = state.wm_params   # imagination uses the model that made the posteriors
         state, starts, metrics = self._model_step(state, batch, model_key)
         start = jax.lax.stop_gradient(starts)
         state, behaviour_metrics = self._behaviour_step(state, wm_params, start, actor_key)
+        if self.modules.uses("after_update"):
+            state = self.modules.after_update(state, jax.random.fold_in(key, 1), step)
         return state, {**metrics, **behaviour_metrics}
 
     # ---- world model -------------------------------------------------------------------------
@@ -219,6 +235,13 @@ class ImaginationAgent:
             aux = jax.tree.map(lambda x: x[:, 1:], traj.aux)
             reward = self.wm.reward(wm_params, feats[:, 1:-1])
             cont = self.wm.continue_prob(wm_params, feats[:, 1:-1])
+        metrics = {}
+        bonus = self.modules.intrinsic_reward(state.modules, traj)   # [N, H] per transition
+        if bonus is not None:
+            # v3: reward(s_{t+1}) is transition t's; v1: reward(s_t), t = 1..H-1, transition t-1's
+            bonus = bonus if cfg.return_indexing == "v3" else bonus[:, :-1]
+            metrics["imag_intrinsic"] = jnp.mean(bonus)
+            reward = reward + bonus
         discount = cfg.gamma * cont
         values = self.critic.value(state.critic_params, value_feats)
         slow_values = self.critic.value(state.slow_critic_params, value_feats)
@@ -232,12 +255,13 @@ class ImaginationAgent:
             return_norm = return_norm.update(returns)
             scale = return_norm.scale
         if self.actor_grad == "dynamics":
-            loss, metrics = ac.actor_loss_dynamics(returns, aux["entropy"], weights,
-                                                   c.actor_entropy, scale)
+            loss, loss_metrics = ac.actor_loss_dynamics(returns, aux["entropy"], weights,
+                                                        c.actor_entropy, scale)
         else:
-            loss, metrics = ac.actor_loss_reinforce(returns, values[:, :-1], aux["log_prob"],
-                                                    aux["entropy"], weights, c.actor_entropy,
-                                                    scale)
+            loss, loss_metrics = ac.actor_loss_reinforce(returns, values[:, :-1],
+                                                         aux["log_prob"], aux["entropy"],
+                                                         weights, c.actor_entropy, scale)
+        metrics |= loss_metrics
         if c.slow_critic_reg_target == "value":
             slow_target = slow_values[:, :-1]
         else:

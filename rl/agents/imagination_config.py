@@ -39,6 +39,9 @@ class ImaginationConfig:
     # objective configs (with .name, the ``representations`` registry key, and .loss_scales)
     # keyed by slot, in composition order; {}: the world model's own losses only
     objectives: dict[str, Any] = dataclasses.field(default_factory=_reconstruction)
+    # modules keyed by name (``module=[...]``, rl/modules): exploration noise, intrinsic reward
+    # in imagination, after_update
+    modules: dict[str, Any] = dataclasses.field(default_factory=dict)
     batch_size: int = 50
     length: int = 50
     horizon: int = 15                # imagined steps after the start state

@@ -5,7 +5,8 @@ it, and it is the smallest example of a module (one file + ``conf/module/toy.yam
   0 for the rest;
 - ``noise_std``: a constant std instead of the agent's schedule (``None``: the default);
 - ``observe_activations``: the mean absolute sown activation, kept in the state;
-- ``after_update``: counts the updates in the state.
+- ``after_update``: counts the updates in the state;
+- ``intrinsic_reward``: a constant bonus on every imagined transition (``None``: off).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class ToyConfig:
     noise_std: Optional[float] = None
     observe: bool = False                # observe the sown activations
     count_updates: bool = True           # after_update counts calls
+    intrinsic: Optional[float] = None    # constant bonus per imagined transition
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.keep_fraction <= 1.0:
@@ -44,7 +46,9 @@ class ToyModule(ModuleBase):
         sites = {f"sample_weights:{loss}" for loss in self.cfg.weigh}
         sites |= {site for site, on in (("noise_std", self.cfg.noise_std is not None),
                                         ("activations", self.cfg.observe),
-                                        ("after_update", self.cfg.count_updates)) if on}
+                                        ("after_update", self.cfg.count_updates),
+                                        ("intrinsic_reward", self.cfg.intrinsic is not None))
+                  if on}
         return frozenset(sites)
 
     def init(self, key: jax.Array, host: Any) -> dict:
@@ -63,6 +67,9 @@ class ToyModule(ModuleBase):
 
     def noise_std(self, state: dict, step: jax.Array, default: jax.Array) -> jax.Array:
         return jnp.asarray(self.cfg.noise_std, jnp.float32)
+
+    def intrinsic_reward(self, state: dict, traj: Any) -> jax.Array:
+        return jnp.full(traj.actions.shape[:2], self.cfg.intrinsic, jnp.float32)
 
     def after_update(self, agent_state: Any, module_state: dict, key: jax.Array,
                      step: jax.Array) -> Any:
