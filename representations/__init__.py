@@ -1,27 +1,26 @@
 """Representation objectives: losses on latents, one registry, weighted by ``loss_scales``.
 
     cls = representations.get("reconstruction")      # the objective class; cls.Config its config
-    objective = cls(cls.Config(), world_model)
+    objective = cls(cls.Config(), host)               # host: the world model or the agent
+
+Every module of this package is imported here, and each registers its objectives itself
+(``representations.base.register``): adding an objective is adding one file.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from representations.base import (Needs, Objective, ObjectiveBase, ObjectiveInputs,
-                                  check_loss_scales, weigh)
-from representations.reconstruction import ReconstructionConfig, ReconstructionObjective
-from representations.repo import RePoConfig, RePoObjective
-from representations.spr import SPRConfig, SPRObjective
-from representations.taco import TacoConfig, TacoObjective
-from rl.core.registry import Registry
+                                  check_loss_scales, get, names, register, unregister, weigh)
 
-_REGISTRY = Registry("objective")
-# register(name, cls): cls(config, world_model), with cls.Config; get(name); names()
-register, unregister = _REGISTRY.register, _REGISTRY.unregister
-get, names = _REGISTRY.get, _REGISTRY.names
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-register("reconstruction", ReconstructionObjective)
-register("repo", RePoObjective)
-register("spr", SPRObjective)
-register("taco", TacoObjective)
+from representations.reconstruction import ReconstructionConfig, ReconstructionObjective  # noqa: E402
+from representations.repo import RePoConfig, RePoObjective  # noqa: E402
+from representations.spr import SPRConfig, SPRObjective  # noqa: E402
+from representations.taco import TacoConfig, TacoObjective  # noqa: E402
 
 __all__ = ["Needs", "Objective", "ObjectiveBase", "ObjectiveInputs", "check_loss_scales",
            "weigh", "register", "unregister", "get", "names", "ReconstructionConfig",

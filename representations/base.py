@@ -29,6 +29,8 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 import jax
 import jax.numpy as jnp
 
+from rl.core.registry import Registry
+
 Params = Any
 ObjectiveState = Any
 LossMaps = dict[str, jax.Array]
@@ -116,6 +118,14 @@ class ObjectiveBase:
     def update_state(self, state: ObjectiveState, metrics: Metrics) -> ObjectiveState:
         del metrics
         return state
+
+
+# The objective registry. Each objective module registers its class at import
+# (``register(name, cls)``, ``cls(config, host)`` with ``cls.Config``), and importing
+# ``representations`` imports every module of the package: a new objective is one file.
+REGISTRY = Registry("objective")
+register, unregister, get, names = (REGISTRY.register, REGISTRY.unregister, REGISTRY.get,
+                                    REGISTRY.names)
 
 
 def check_loss_scales(loss_keys: Any, loss_scales: Mapping[str, float]) -> None:

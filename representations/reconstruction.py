@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from representations.base import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
-                                  check_loss_scales)
+                                  check_loss_scales, register)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,3 +54,6 @@ class ReconstructionObjective(ObjectiveBase):
         del params, state, key
         out = inputs.model_out
         return {"image": image_nll(self.wm, out.params, inputs.features, inputs.batch.obs)}, {}
+
+
+register("reconstruction", ReconstructionObjective)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from representations.base import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
-                                  check_loss_scales)
+                                  check_loss_scales, register)
 from representations.reconstruction import image_nll
 from rl.core import kl as kl_lib
 
@@ -97,3 +97,6 @@ class RePoObjective(ObjectiveBase):
         log_beta, opt_state = dual_step(self.beta_opt, state["log_beta"], state["opt_state"],
                                         metrics["kl_balanced"] - self.cfg.target_kl)
         return {"log_beta": log_beta, "opt_state": opt_state}
+
+
+register("repo", RePoObjective)

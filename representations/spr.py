@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import optax
 
 from representations.base import (LossMaps, Metrics, Needs, ObjectiveBase, ObjectiveInputs,
-                                  check_loss_scales)
+                                  check_loss_scales, register)
 from world_models.transition import NORMS, TransitionModel
 
 Params = Any
@@ -333,3 +333,6 @@ class SPRObjective(ObjectiveBase):
         losses = {"spr": jnp.pad(window_loss.reshape(b, n) * (t / n), ((0, 0), (0, k)))}
         spr_metrics = cosine_metrics(pred, target, flat(valid), self.cfg.normalize_eps)
         return losses, {f"spr_{name}": value for name, value in spr_metrics.items()}
+
+
+register("spr", SPRObjective)

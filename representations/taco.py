@@ -27,7 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from representations.base import Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales
+from representations.base import (Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales,
+                                  register)
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
 from rl.core.nets import MLP, TORCH_LAYERNORM_EPS, Trunk, dense
 
@@ -242,3 +243,6 @@ class TacoObjective(ObjectiveBase):
         losses = {"taco": jnp.pad(taco["taco"].reshape(b, n) * weight, pad),
                   "taco_reward": jnp.pad(taco["reward"].reshape(b, n) * weight, pad)}
         return losses, {"taco_accuracy": taco_metrics["taco_accuracy"]}
+
+
+register("taco", TacoObjective)

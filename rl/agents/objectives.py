@@ -15,6 +15,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
+import representations
 from representations.base import check_loss_scales
 from representations.spr import SPRRainbowObjective
 from representations.taco import TacoDrQV2Objective
@@ -38,9 +39,17 @@ class ObjectiveSlots:
     states: dict[str, Any]
 
 
+def available(agent: str) -> dict[str, type]:
+    """The objective classes ``agent`` can host: its own variants, and every objective of the
+    ``representations`` registry that lists ``agent`` in its ``hosts`` (host-agnostic ones)."""
+    generic = {n: representations.get(n) for n in representations.names()}
+    valid = {n: c for n, c in generic.items() if agent in getattr(c, "hosts", ())}
+    return {**valid, **_REGISTRY.get(agent, {})}
+
+
 def build(configs: Mapping[str, Any] | None, agent: str, host: Any) -> tuple[Any, ...]:
     """The objectives for ``{name: config}`` in order; errors name what ``agent`` accepts."""
-    valid = _REGISTRY.get(agent, {})
+    valid = available(agent)
     objectives = []
     for key, cfg in (configs or {}).items():
         name = getattr(cfg, "name", None)
