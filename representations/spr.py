@@ -220,7 +220,7 @@ class SPR:
              project: Callable[[jax.Array], jax.Array],
              target: jax.Array) -> tuple[jax.Array, Metrics]:
         # K is small: a fully unrolled rollout avoids the GPU while-loop's per-step overhead
-        # (H200, K=5: 4.03 -> 3.69 ms per update; results/scripts/profile_spr.py)
+        # (H200, K=5: 4.03 -> 3.69 ms per update; results/archive/scripts/profile_spr.py)
         return spr_objective_loss(params, self.transition, latent, actions, valid, project,
                                   target, self.cfg.normalize_eps, unroll=self.cfg.horizon)
 

@@ -37,7 +37,7 @@ class RainbowConfig:
     # convolutions (encoder, SPR's transition model): "patches" (strided slices + one matmul;
     # vmapped seeds get batched matmuls, not grouped convolutions) or "xla" (lax.conv, cuDNN).
     # The same function; patches is faster (H200, fused SPR step: 3 seeds 8.73 -> 5.45 ms, 1
-    # seed 3.85 -> 3.26 ms; results/README.md, session 15). rl/core/patch_conv.py
+    # seed 3.85 -> 3.26 ms; results/bench/README.md). rl/core/patch_conv.py
     conv: str = "patches"
     renormalize: bool = True             # per-sample min-max of the encoder output (SPR)
     hidden_dim: int = 256                # per stream of the dueling head

@@ -2,7 +2,7 @@
 
 Under ``vmap`` over per-seed weights, XLA turns ``lax.conv`` into a grouped convolution (one group
 per seed), which cuDNN runs with slow generic kernels: on an H200, ~9 ms of the 14 ms fused SPR
-step of 3 vmapped seeds (results/README.md, session 14). Here the ``kh x kw`` input windows are
+step of 3 vmapped seeds (results/bench/README.md). Here the ``kh x kw`` input windows are
 gathered by ``kh * kw`` strided slices into ``[B, H', W', kh*kw*C]`` and multiplied by the kernel
 reshaped to ``[kh*kw*C, F]``; vmapped over seeds that is a batched matmul. The gradient of a
 slice is a pad, so the backward pass stays slices, pads and matmuls too.
