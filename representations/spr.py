@@ -197,6 +197,14 @@ def spr_objective_loss(params: Params, transition: TransitionModel, latent: jax.
     return loss, cosine_metrics(pred, jax.lax.stop_gradient(target), valid, eps)
 
 
+def _check_online_target(cfg: SPRConfig, where: str) -> None:
+    """These hosts use the online network under stop-gradient as SPR's target."""
+    if cfg.target_ema != 0.0:
+        raise ValueError(f"objective=spr {where} supports only target_ema=0 (the online network "
+                         f"under stop-gradient as the target), got target_ema={cfg.target_ema!r}; "
+                         f"set agent.objectives.spr.target_ema=0")
+
+
 class SPR:
     """SPR's own trainable parts on a conv encoder (transition model + predictor), as pure
     functions; the encoder and the projection belong to the agent and come in as callables."""
@@ -243,10 +251,7 @@ class SPRRainbowObjective(ObjectiveBase):
     Config = SPRConfig
 
     def __init__(self, cfg: SPRConfig, host: Any) -> None:
-        if cfg.target_ema != 0.0:
-            raise ValueError(f"objective=spr with agent=rainbow supports target_ema=0 (the "
-                             f"online network under stop-gradient, SPR's augmented setting), "
-                             f"got {cfg.target_ema!r}")
+        _check_online_target(cfg, "with agent=rainbow (SPR's augmented setting)")
         self.cfg, self.loss_scales = cfg, dict(cfg.loss_scales)
         self.needs = Needs(window=cfg.horizon)
         self.spr = SPR(cfg, host.num_actions, host.cfg.conv)
@@ -287,11 +292,7 @@ class SPRObjective(ObjectiveBase):
     Config = SPRConfig
 
     def __init__(self, cfg: SPRConfig, world_model: Any) -> None:
-        if cfg.target_ema != 0.0:
-            raise ValueError(f"objective=spr on a world model uses the online model with "
-                             f"stop-gradient as its target; target_ema={cfg.target_ema!r} "
-                             f"needs an EMA copy of the world model, which is not implemented "
-                             f"(set agent.objectives.spr.target_ema=0)")
+        _check_online_target(cfg, "on a world model (an EMA copy of the model is not built)")
         self.cfg, self.wm = cfg, world_model
         self.loss_scales = {"spr": cfg.loss_scales["spr"]}
         self.projection = nn.Dense(cfg.projection_dim)
