@@ -114,5 +114,5 @@ def test_objective_config_errors():
     class Other:
         name = "reconstruction"
     with pytest.raises(ValueError, match="objective 'reconstruction' is not available for "
-                                         r"agent=drqv2; valid: \['taco'\]"):
+                                         r"agent=drqv2; valid: \['latent_l2', 'taco'\]"):
         DrQV2Agent(DrQV2Config.tiny(objectives={"reconstruction": Other()}), SPEC)

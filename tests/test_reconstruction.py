@@ -33,8 +33,8 @@ def test_weigh_checks_keys_and_sums():
 
 def test_registry():
     assert representations.get("reconstruction") is representations.ReconstructionObjective
-    with pytest.raises(ValueError, match=r"unknown objective 'repoo'; valid: \['reconstruction', "
-                                         r"'repo', 'spr', 'taco'\]"):
+    with pytest.raises(ValueError, match=r"unknown objective 'repoo'; valid: \['latent_l2', "
+                                         r"'reconstruction', 'repo', 'spr', 'taco'\]"):
         representations.get("repoo")
 
 
