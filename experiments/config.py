@@ -122,7 +122,7 @@ def _from_node(cls: type, node: Any) -> Any:
         tp = hints[f.name]
         if tp is Any and value is None and f.default_factory is not dataclasses.MISSING:
             continue   # an empty slot: the dataclass default
-        if f.name == "modules" and cls is not LoopConfig:
+        if f.name == "modules":   # an agent config's module slots (rl.modules registry)
             value = module_configs(value)
         elif dataclasses.is_dataclass(tp):
             value = _from_node(tp, value)
