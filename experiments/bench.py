@@ -157,7 +157,7 @@ def bench_rainbow(seeds: list[int], repeats: int, capacity: int = 50_000) -> lis
 def bench_imagination(fused: int, repeats: int) -> list[dict]:
     """Dreamer-v1 world model + imagination actor-critic update at the paper's batch 50 x 50."""
     from rl.agents.imagination import ImaginationAgent
-    from rl.agents.imagination_config import ImaginationConfig
+    from rl.agents.imagination.config import ImaginationConfig
     from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("bench", (64, 64, 3), ActionSpec.box(6), action_repeat=2)

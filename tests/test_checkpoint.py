@@ -82,7 +82,7 @@ def test_taco_and_repo_agent_states_round_trip(tmp_path):
     from representations.taco import TacoConfig
     from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
     from rl.agents.imagination import ImaginationAgent
-    from rl.agents.imagination_config import preset
+    from rl.agents.imagination.config import preset
     from rl.core.types import ActionSpec, EnvSpec
 
     spec = EnvSpec("tiny", (32, 32, 3), ActionSpec.box(2))

@@ -109,7 +109,7 @@ def test_encoders_give_the_same_embeddings_with_either_conv(encoder):
 
 
 def test_encoder_conv_choices_are_checked_by_name():
-    from rl.agents.drqv2_config import DrQV2Config
+    from rl.agents.drqv2.config import DrQV2Config
     from world_models.config import WorldModelConfig
 
     with pytest.raises(ValueError, match=r"encoder_conv='cudnn'; valid: \['xla', 'patches'\]"):

@@ -14,7 +14,7 @@ from representations.base import Needs, ObjectiveBase
 from rl import modules as modules_lib
 from rl.agents import objectives as objectives_lib
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config, TargetInputs, min_q_target
-from rl.agents.drqv2_losses import actor_loss, critic_loss
+from rl.agents.drqv2.losses import actor_loss, critic_loss
 from rl.modules import ModuleBase, perturb
 from rl.core.schedules import parse_schedule
 from rl.core.distributions import truncated_normal_sample

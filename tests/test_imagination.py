@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rl.agents.imagination import ImaginationAgent
-from rl.agents.imagination_config import ImaginationConfig, preset, with_size
+from rl.agents.imagination.config import ImaginationConfig, preset, with_size
 from rl.core.types import ActionSpec, EnvSpec
 from rl.core.rollout import rollout
 from rl.imagination import ReturnNormalizer, lambda_returns, percentile

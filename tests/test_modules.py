@@ -152,7 +152,7 @@ def test_toy_on_drqv2_half_weights_by_hand():
     # same target, so the weighted loss is below the plain one and above zero
     assert float(metrics["target_q_mean"]) == pytest.approx(float(plain_metrics["target_q_mean"]))
     assert 0.0 < float(metrics["critic_loss"]) < float(plain_metrics["critic_loss"])
-    from rl.agents.drqv2_losses import critic_loss
+    from rl.agents.drqv2.losses import critic_loss
     q1, q2, y = jnp.array([1., 2., 3., 4.]), jnp.array([0., 0., 0., 0.]), jnp.zeros(4)
     loss, _ = critic_loss(q1, q2, y, jnp.array([1., 1., 0., 0.]))
     assert float(loss) == pytest.approx((1 + 4) / 4)
@@ -211,7 +211,7 @@ def _imagination(*overrides):
     fixed batch; returns the agent, the states and both updates' metrics."""
     import test_imagination
     from rl.agents.imagination import ImaginationAgent
-    from rl.agents.imagination_config import preset
+    from rl.agents.imagination.config import preset
 
     modules = _modules_from_cli("agent=imagination", "module=[toy]", *overrides)
     cfg = dataclasses.replace(preset("debug"), modules=modules)

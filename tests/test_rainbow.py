@@ -19,9 +19,9 @@ from rl import replay as replay_lib
 from representations.base import Needs, ObjectiveBase
 from rl.agents import objectives as objectives_lib
 from rl.agents.rainbow import RainbowAgent, RainbowConfig
-from rl.agents.rainbow_losses import (KL_EPS, c51_loss, c51_target, categorical_l2_project,
+from rl.agents.rainbow.losses import (KL_EPS, c51_loss, c51_target, categorical_l2_project,
                                       clip_n_step_rewards, importance_weights)
-from rl.agents.rainbow_networks import NoisyDense, dueling_logits
+from rl.agents.rainbow.networks import NoisyDense, dueling_logits
 from rl.core.types import ActionSpec, EnvSpec
 from rl.logging import read_metrics
 from rl.loop import learn_step

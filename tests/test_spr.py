@@ -272,7 +272,7 @@ def test_world_model_objective_masks_and_gradients():
 @pytest.mark.slow   # ~10 s of compilation on a 2-core CPU
 def test_imagination_agent_updates_with_spr():
     from rl.agents.imagination import ImaginationAgent
-    from rl.agents.imagination_config import preset
+    from rl.agents.imagination.config import preset
     from rl.replay import Sequences
     spec = EnvSpec("t", (32, 32, 3), ActionSpec.categorical(3))
     cfg = dataclasses.replace(preset("debug"), return_indexing="v3",

@@ -105,7 +105,7 @@ def test_composes_with_repo_in_a_list_and_errors():
 
 def test_imagination_agent_updates_with_taco():
     from rl.agents.imagination import ImaginationAgent
-    from rl.agents.imagination_config import preset
+    from rl.agents.imagination.config import preset
     cfg = dataclasses.replace(preset("debug"), objectives={"reconstruction": ReconstructionConfig(),
                                                            "taco": CFG})
     agent = ImaginationAgent(cfg, SPEC)

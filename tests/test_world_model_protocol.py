@@ -19,7 +19,7 @@ from representations.repo import RePoConfig
 from rl import replay as replay_lib
 from rl.actor_critic import ActorCriticConfig
 from rl.agents.imagination import ImaginationAgent
-from rl.agents.imagination_config import ImaginationConfig
+from rl.agents.imagination.config import ImaginationConfig
 from rl.core import rollout as rollout_lib
 from rl.envs.toy import ToyReachEnv
 from world_models.base import ObserveOutput

@@ -47,14 +47,14 @@ import optax
 
 from rl import replay as replay_lib
 from rl.core.schedules import parse_schedule
-from rl.agents.rainbow_config import RainbowConfig
+from rl.agents.rainbow.config import RainbowConfig
 from representations.base import ObjectiveInputs
 from rl import modules as modules_lib
 from rl.agents import objectives as objectives_lib
 from rl.agents.objectives import ObjectiveSlots
-from rl.agents.rainbow_losses import (c51_loss, c51_target, clip_n_step_rewards,
+from rl.agents.rainbow.losses import (c51_loss, c51_target, clip_n_step_rewards,
                                       importance_weights, select_distribution)
-from rl.agents.rainbow_networks import RainbowNetworks
+from rl.agents.rainbow.networks import RainbowNetworks
 from rl.core.nets import conv_output_size
 from rl.envs import frame_stack
 from rl.core.types import EnvSpec

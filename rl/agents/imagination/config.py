@@ -47,7 +47,7 @@ class ImaginationConfig:
     horizon: int = 15                # imagined steps after the start state
     gamma: float = 0.99
     return_lambda: float = 0.95
-    return_indexing: str = "v1"      # "v1" Dreamer-v1 | "v3" DreamerV3 (rl/agents/imagination.py)
+    return_indexing: str = "v1"      # "v1" Dreamer-v1 | "v3" DreamerV3 (rl/agents/imagination/agent.py)
     lambda_bootstrap: str = "next"   # "next" (Dreamer) | "same" (STORM's calc_lambda_return)
     model_lr: float = 6e-4           # Dreamer-v1; RePo port 3e-4
     actor_lr: float = 8e-5

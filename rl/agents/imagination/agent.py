@@ -39,7 +39,7 @@ from representations import composition
 from rl import actor_critic as ac
 from rl import modules as modules_lib
 from rl import replay as replay_lib
-from rl.agents.imagination_config import ImaginationConfig
+from rl.agents.imagination.config import ImaginationConfig
 from rl.core.types import EnvSpec
 from rl.imagination import ReturnNormalizer, lambda_returns
 

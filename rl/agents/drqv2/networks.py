@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rl.agents.drqv2_config import DrQV2Config
+from rl.agents.drqv2.config import DrQV2Config
 from rl.core.nets import MLP, ConvEncoder, Trunk
 
 Params = Any

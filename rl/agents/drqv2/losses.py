@@ -11,7 +11,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from rl.agents.drqv2_networks import DrQV2Networks
+from rl.agents.drqv2.networks import DrQV2Networks
 from rl.core.distributions import truncated_normal_sample
 
 Params = Any

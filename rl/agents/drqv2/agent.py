@@ -46,10 +46,10 @@ from representations.base import ObjectiveInputs, weigh
 from rl import modules as modules_lib
 from rl import replay as replay_lib
 from rl.agents import objectives as objectives_lib
-from rl.agents.drqv2_config import DrQV2Config
-from rl.agents.drqv2_losses import (TargetInputs, actor_loss, critic_loss, min_q_target,
+from rl.agents.drqv2.config import DrQV2Config
+from rl.agents.drqv2.losses import (TargetInputs, actor_loss, critic_loss, min_q_target,
                                     sample_target_action)
-from rl.agents.drqv2_networks import DrQV2Networks, DrQV2Params, make_networks
+from rl.agents.drqv2.networks import DrQV2Networks, DrQV2Params, make_networks
 from rl.agents.objectives import ObjectiveSlots
 from rl.core.schedules import parse_schedule
 from rl.core.augment import random_shift
