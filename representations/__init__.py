@@ -4,14 +4,14 @@
     objective = cls(cls.Config(), host)               # host: the world model or the agent
 
 Every module of this package is imported here, and each registers its objectives itself
-(``representations.base.register``): adding an objective is adding one file.
+(``rl.core.objective.register``): adding an objective is adding one file.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from representations.base import (Needs, Objective, ObjectiveBase, ObjectiveInputs,
+from rl.core.objective import (Needs, Objective, ObjectiveBase, ObjectiveInputs,
                                   check_loss_scales, get, names, register, unregister, weigh)
 
 for _module in pkgutil.iter_modules(__path__):

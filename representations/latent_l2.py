@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from representations.base import LossMaps, Metrics, ObjectiveBase, ObjectiveInputs, register
+from rl.core.objective import LossMaps, Metrics, ObjectiveBase, ObjectiveInputs, register
 
 
 @dataclasses.dataclass(frozen=True)

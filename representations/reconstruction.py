@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from representations.base import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
+from rl.core.objective import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
                                   check_loss_scales, register)
 
 

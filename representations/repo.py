@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from representations.base import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
+from rl.core.objective import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
                                   check_loss_scales, register)
 from representations.reconstruction import image_nll
 from rl.core import kl as kl_lib

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from representations.base import (LossMaps, Metrics, Needs, ObjectiveBase, ObjectiveInputs,
+from rl.core.objective import (LossMaps, Metrics, Needs, ObjectiveBase, ObjectiveInputs,
                                   check_loss_scales, register)
 from world_models.transition import NORMS, TransitionModel
 
@@ -337,3 +337,4 @@ class SPRObjective(ObjectiveBase):
 
 
 register("spr", SPRObjective)
+register("spr", SPRRainbowObjective, host="rainbow")

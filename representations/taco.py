@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from representations.base import (Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales,
+from rl.core.objective import (Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales,
                                   register)
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
 from rl.core.nets import MLP, TORCH_LAYERNORM_EPS, Trunk, dense
@@ -246,3 +246,4 @@ class TacoObjective(ObjectiveBase):
 
 
 register("taco", TacoObjective)
+register("taco", TacoDrQV2Objective, host="drqv2")

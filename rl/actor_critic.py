@@ -14,7 +14,7 @@ reparameterised actions; continuous only), or "reinforce" (log-prob x stop-grad 
 the critic as baseline; DreamerV3, STORM). "auto" picks dynamics for continuous and REINFORCE for
 discrete actions.
 
-Critic: a ``world_models.heads.ScalarHead`` ("gaussian" unit-variance NLL, Dreamer-v1; or symlog
+Critic: a ``rl.core.heads.ScalarHead`` ("gaussian" unit-variance NLL, Dreamer-v1; or symlog
 "twohot", DreamerV3/STORM), with a slow EMA copy (decay 0.98 per update, DreamerV3) that can give
 the bootstrap values (``slow_critic_target``) and/or regularise the critic (``slow_critic_reg``:
 towards the slow critic's predictions, DreamerV3, or towards the λ-return computed with slow
@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 
 from rl.core import symlog
-from world_models import heads
-from rl.core.nets import DenseStack
+from rl.core import heads
+from rl.core.nets import dense_head
 
 Params = Any
 ACTOR_DISTS = ("tanh_normal", "bounded_normal")
@@ -107,8 +107,7 @@ class ActorNet(nn.Module):
 
     @nn.compact
     def __call__(self, feat: jax.Array) -> jax.Array:
-        x = DenseStack(self.layers, self.units, self.act, self.norm, name="trunk")(feat)
-        return nn.Dense(self.out_size, name="out")(x)
+        return dense_head(feat, self.layers, self.units, self.out_size, self.act, self.norm)
 
 
 class Actor:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rl import actor_critic as ac
-from world_models import heads
+from rl.core import heads
 
 FEAT = 6
 

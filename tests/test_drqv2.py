@@ -10,9 +10,9 @@ import optax
 import pytest
 
 from rl import replay as replay_lib
-from representations.base import Needs, ObjectiveBase
+from rl.core.objective import Needs, ObjectiveBase
 from rl import modules as modules_lib
-from rl.agents import objectives as objectives_lib
+from rl.core import objective as objective_lib
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config, TargetInputs, min_q_target
 from rl.agents.drqv2.losses import actor_loss, critic_loss
 from rl.modules import ModuleBase, perturb
@@ -311,7 +311,7 @@ def test_objectives_and_modules_are_wired_in_order(monkeypatch):
     hand: a zero value target, a constant std, the activation observer, a joint objective (one
     step with the critic) and a separate one (its own step on the updated encoder)."""
     for name in ("probe", "sep"):   # registered for this test only
-        monkeypatch.setitem(objectives_lib._REGISTRY["drqv2"], name, ProbeObjective)
+        monkeypatch.setitem(objective_lib._VARIANTS.setdefault("drqv2", {}), name, ProbeObjective)
     monkeypatch.setitem(modules_lib.base.REGISTRY._entries, "wired", WiredModule)
     cfg = DrQV2Config.tiny(shift_pad=0, objectives={
         "probe": ProbeConfig(), "sep": ProbeConfig("sep", offset=0.5, separate=True)},

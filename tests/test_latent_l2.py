@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 import representations
 from experiments import config as config_lib
-from representations.base import ObjectiveInputs
+from rl.core.objective import ObjectiveInputs
 
 config_lib.register()
 

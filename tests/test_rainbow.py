@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from rl import replay as replay_lib
-from representations.base import Needs, ObjectiveBase
-from rl.agents import objectives as objectives_lib
+from rl.core.objective import Needs, ObjectiveBase
+from rl.core import objective as objective_lib
 from rl.agents.rainbow import RainbowAgent, RainbowConfig
 from rl.agents.rainbow.losses import (KL_EPS, c51_loss, c51_target, categorical_l2_project,
                                       clip_n_step_rewards, importance_weights)
@@ -317,7 +317,7 @@ def test_objective_on_window_samples(monkeypatch):
                 target.sum(-1))) * inputs.batch.future_valid[:, -1]
             return {"probe": per_sample}, {"valid": jnp.mean(inputs.batch.future_valid)}
 
-    monkeypatch.setitem(objectives_lib._REGISTRY["rainbow"], "probe", Probe)
+    monkeypatch.setitem(objective_lib._VARIANTS.setdefault("rainbow", {}), "probe", Probe)
     agent = RainbowAgent(dataclasses.replace(PLAIN, batch_size=32,
                                              objectives={"probe": ProbeConfig()}), SPEC)
     assert agent.min_replay_steps == 4

@@ -154,7 +154,7 @@ def test_model_losses_and_reconstruction_return_bt_maps():
         assert key in out.metrics
     chex.assert_shape(jax.tree.leaves(wm.starts(out)), (B * T,) + (None,))
     # the model's loss_scales must name its losses (checked by the agent's composition)
-    from representations import composition
+    from rl.agents import composition
     with pytest.raises(ValueError, match=r"missing \['continue'\]"):
         composition.loss_scales({}, wm.loss_keys, {"reward": 1.0, "kl": 1.0})
     with pytest.raises(ValueError, match="needs a world model with a decoder"):

@@ -13,7 +13,8 @@ import optax
 import pytest
 
 import representations
-from representations import composition, spr
+from representations import spr
+from rl.agents import composition
 from representations.repo import RePoConfig
 from representations.spr import SPRConfig
 from rl.core.types import ActionSpec, EnvSpec

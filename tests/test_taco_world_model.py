@@ -14,7 +14,7 @@ from representations.reconstruction import ReconstructionConfig
 from representations.repo import RePoConfig
 from representations.taco import TacoConfig
 from rl.core.types import ActionSpec, EnvSpec
-from representations import composition
+from rl.agents import composition
 from world_models import RSSMWorldModel
 
 from test_reconstruction import TINY, Batch

@@ -1,4 +1,4 @@
-"""The world-model protocol (world_models/base.py): a toy deterministic world model written only
+"""The world-model protocol (rl/core/world_model.py): a toy deterministic world model written only
 against it trains the imagination agent on rl.envs.toy; objectives compose as a list (in
 Python and from Hydra), replace model losses, and bad lists fail clearly."""
 import dataclasses
@@ -13,8 +13,8 @@ import pytest
 
 import representations
 import world_models
-from representations import composition
-from representations.base import ObjectiveBase
+from rl.agents import composition
+from rl.core.objective import ObjectiveBase
 from representations.repo import RePoConfig
 from rl import replay as replay_lib
 from rl.actor_critic import ActorCriticConfig
@@ -22,7 +22,7 @@ from rl.agents.imagination import ImaginationAgent
 from rl.agents.imagination.config import ImaginationConfig
 from rl.core import rollout as rollout_lib
 from rl.envs.toy import ToyReachEnv
-from world_models.base import ObserveOutput
+from rl.core.world_model import ObserveOutput
 
 
 # ---- a toy world model: encoder -> latent, (latent, action) -> next latent, reward head ------

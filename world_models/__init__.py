@@ -1,7 +1,7 @@
 """World models: things that hold a latent state and step it forward under actions, behind one
-protocol (``world_models.base``) and one registry (``get(name)``, picked by ``world_model.name``).
+protocol (``rl.core.world_model``) and one registry (``get(name)``, picked by ``world_model.name``).
 """
-from world_models.base import (Imagined, ObserveOutput, WorldModel, build, get, names,
+from rl.core.world_model import (Imagined, ObserveOutput, WorldModel, build, get, names,
                                register, unregister)
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState

@@ -31,20 +31,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl.core.nets import renormalize
 from rl.core.patch_conv import CONV_IMPLS, conv_module
 
 Params = Any
 NORMS = ("batch", "none")
 BATCH_NORM_EPS = 1e-5        # torch.nn.BatchNorm2d default
-RENORMALIZE_EPS = 1e-5       # BBF's; the PyTorch code divides by (max - min) with no eps
-
-
-def renormalize(x: jax.Array, eps: float = RENORMALIZE_EPS) -> jax.Array:
-    """Per-sample min-max scaling of everything but the leading (batch) axis to [0, 1]."""
-    flat = x.reshape(x.shape[0], -1)
-    low = flat.min(axis=-1, keepdims=True)
-    high = flat.max(axis=-1, keepdims=True)
-    return ((flat - low) / (high - low + eps)).reshape(x.shape)
 
 
 def _torch_uniform(fan_in: int):

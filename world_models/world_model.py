@@ -1,5 +1,5 @@
 """``RSSMWorldModel`` (registered as ``rssm``): conv encoder + RSSM + reward/continue heads +
-(optional) decoder, behind the protocol of ``world_models.base``.
+(optional) decoder, behind the protocol of ``rl.core.world_model``.
 
 Pure functions on one params dict ``{"encoder", "rssm", "reward", ["continue"], ["decoder"]}``.
 ``observe`` returns ``RSSMOutput`` with the model's own loss maps ``[B, T]`` (all from the
@@ -27,8 +27,9 @@ import jax.numpy as jnp
 
 from rl.core import kl as kl_lib, rollout as rollout_lib, symlog
 from rl.core.types import EnvSpec
-from world_models import conv, heads
-from world_models.base import Imagined, Policy
+from rl.core import heads
+from world_models import conv
+from rl.core.world_model import Imagined, Policy
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState
 

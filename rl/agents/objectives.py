@@ -2,10 +2,10 @@
 builds for ``cfg.objectives``, the slots that hold their params and states in the agent state,
 and the pieces every host shares (window K, weighting, metric names).
 
-The objectives themselves implement ``representations.base.Objective`` and live beside their
+The objectives themselves implement ``rl.core.objective.Objective`` and live beside their
 losses (``representations/taco.py``, ``representations/spr.py``); they are built as
-``cls(config, host)`` with the agent as ``host``. World-model objectives use the
-``representations`` registry; these transition-agent variants are registered here per agent.
+``cls(config, host)`` with the agent as ``host``: the agent's own registered variant of a name
+(``register(name, cls, host=agent)``) or a host-agnostic class (``rl.core.objective.available``).
 """
 from __future__ import annotations
 
@@ -15,19 +15,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
-import representations
-from representations.base import check_loss_scales
-from representations.spr import SPRRainbowObjective
-from representations.taco import TacoDrQV2Objective
+from rl.core import objective as objective_lib
+from rl.core.objective import check_loss_scales
 
 Metrics = dict[str, jax.Array]
-
-_REGISTRY: dict[str, dict[str, type]] = {"drqv2": {"taco": TacoDrQV2Objective},
-                                         "rainbow": {"spr": SPRRainbowObjective}}
-
-
-def register(agent: str, name: str, objective_cls: type) -> None:
-    _REGISTRY.setdefault(agent, {})[name] = objective_cls
 
 
 @flax.struct.dataclass
@@ -39,17 +30,9 @@ class ObjectiveSlots:
     states: dict[str, Any]
 
 
-def available(agent: str) -> dict[str, type]:
-    """The objective classes ``agent`` can host: its own variants, and every objective of the
-    ``representations`` registry that lists ``agent`` in its ``hosts`` (host-agnostic ones)."""
-    generic = {n: representations.get(n) for n in representations.names()}
-    valid = {n: c for n, c in generic.items() if agent in getattr(c, "hosts", ())}
-    return {**valid, **_REGISTRY.get(agent, {})}
-
-
 def build(configs: Mapping[str, Any] | None, agent: str, host: Any) -> tuple[Any, ...]:
     """The objectives for ``{name: config}`` in order; errors name what ``agent`` accepts."""
-    valid = available(agent)
+    valid = objective_lib.available(agent)
     objectives = []
     for key, cfg in (configs or {}).items():
         name = getattr(cfg, "name", None)

@@ -27,6 +27,7 @@ from rl.core.patch_conv import conv_module
 
 RELU_GAIN = math.sqrt(2.0)   # torch.nn.init.calculate_gain('relu')
 TORCH_LAYERNORM_EPS = 1e-5   # torch.nn.LayerNorm default (flax's default is 1e-6)
+RENORMALIZE_EPS = 1e-5       # BBF's; the PyTorch SPR code divides by (max - min) with no eps
 
 
 def dense(features: int, name: str | None = None) -> nn.Dense:
@@ -95,6 +96,14 @@ class ConvEncoder(nn.Module):
                      param_dtype=jnp.float32, name=f"conv_{i}")(x)
             x = nn.relu(x)
         return x.reshape(x.shape[0], -1).astype(jnp.float32)
+
+
+def renormalize(x: jax.Array, eps: float = RENORMALIZE_EPS) -> jax.Array:
+    """SPR's per-sample min-max scaling of all but the leading (batch) axis to [0, 1]."""
+    flat = x.reshape(x.shape[0], -1)
+    low = flat.min(axis=-1, keepdims=True)
+    high = flat.max(axis=-1, keepdims=True)
+    return ((flat - low) / (high - low + eps)).reshape(x.shape)
 
 
 def is_dense_param(path: tuple, leaf: object = None) -> bool:
@@ -184,3 +193,12 @@ class DenseStack(nn.Module):
             x = nn.Dense(self.units, use_bias=self.norm == "none", name=f"dense_{i}")(x)
             x = NormAct(self.act, self.norm, name=f"norm_act_{i}")(x)
         return x
+
+
+def dense_head(x: jax.Array, layers: int, units: int, out_size: int, act: str = "elu",
+               norm: str = "none",
+               out_init: Callable = nn.initializers.lecun_normal()) -> jax.Array:
+    """A ``DenseStack`` trunk then a Dense(out_size) output, created in the calling module's
+    scope (params ``trunk``, ``out``): the one shape of every actor, critic and head MLP."""
+    x = DenseStack(layers, units, act, norm, name="trunk")(x)
+    return nn.Dense(out_size, kernel_init=out_init, name="out")(x)

@@ -7,7 +7,7 @@ from a std schedule, clipped to ``stddev_clip`` in the updates; uniform random a
 first ``num_expl_steps`` agent steps; three Adam optimisers (encoder, actor, critic).
 
 One ``update`` does, in order (as the official ``DrQV2Agent.update``), with the call sites of
-the objectives (``cfg.objectives``, ``representations.base.Objective``) and the modules
+the objectives (``cfg.objectives``, ``rl.core.objective.Objective``) and the modules
 (``cfg.modules``, ``rl.modules``) in brackets:
   1. random-shift ``obs`` and ``next_obs`` (independent draws); encode ``obs`` (kept for its VJP)
      and ``next_obs`` (stopped);
@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from representations.base import ObjectiveInputs, weigh
+from rl.core.objective import ObjectiveInputs, weigh
 from rl import modules as modules_lib
 from rl import replay as replay_lib
 from rl.agents import objectives as objectives_lib

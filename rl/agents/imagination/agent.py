@@ -1,6 +1,6 @@
 """The imagination agent: any world model + a list of objectives + latent actor-critic.
 
-It sees the world model only through its protocol (``world_models.base``): ``observe``,
+It sees the world model only through its protocol (``rl.core.world_model``): ``observe``,
 ``starts``, ``step``, ``imagine``, the reward/continue heads, ``decode_uint8``.
 
 One ``update`` (pure, jitted and donated by the loop):
@@ -33,13 +33,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-import representations
-import world_models
-from representations import composition
+from rl.agents import composition
 from rl import actor_critic as ac
 from rl import modules as modules_lib
 from rl import replay as replay_lib
 from rl.agents.imagination.config import ImaginationConfig
+from rl.core import objective as objective_lib, world_model as world_model_lib
 from rl.core.types import EnvSpec
 from rl.imagination import ReturnNormalizer, lambda_returns
 
@@ -90,7 +89,7 @@ class ImaginationAgent:
         self.modules = modules_lib.Modules.build(cfg.modules, self)
         self.min_replay_steps = cfg.length                      # per env, before sampling
         self.replayed_steps_per_update = cfg.batch_size * cfg.length  # for loop.train_ratio
-        self.wm = world_models.build(cfg.world_model, spec)
+        self.wm = world_model_lib.build(cfg.world_model, spec)
         self.objectives = composition.build(cfg.objectives, self.wm)
         self.replaced = composition.replaced_keys(self.objectives, self.wm.loss_keys)
         self.loss_scales = composition.loss_scales(self.objectives, self.wm.loss_keys,
@@ -110,7 +109,7 @@ class ImaginationAgent:
         wm_key, obj_key, actor_key, critic_key = jax.random.split(key, 4)
         module_key = jax.random.fold_in(key, 1)   # a fold: the other keys stay as they were
         wm_params = self.wm.init(wm_key)
-        example = representations.ObjectiveInputs(
+        example = objective_lib.ObjectiveInputs(
             batch=None, features=jnp.zeros((1, 1, self.wm.feat_size), jnp.float32),
             model=self.wm)
         obj_params, obj_state = composition.init(self.objectives, obj_key, example)
@@ -192,12 +191,12 @@ class ImaginationAgent:
         observe_key, objective_key = jax.random.split(key)
         _, out = self.wm.observe(wm_params, self.wm.initial(batch.obs.shape[0]), batch,
                                  observe_key, self.cfg.observe_unroll)
-        inputs = representations.ObjectiveInputs(batch=batch, features=out.feats,
+        inputs = objective_lib.ObjectiveInputs(batch=batch, features=out.feats,
                                                  model=self.wm, model_out=out)
         maps, metrics, each = composition.losses(self.objectives, obj_params, objective_state,
                                                  inputs, objective_key)
         losses = {k: v for k, v in out.losses.items() if k not in self.replaced} | maps
-        total, loss_metrics = representations.weigh(losses, self.loss_scales)
+        total, loss_metrics = objective_lib.weigh(losses, self.loss_scales)
         return total, (self.wm.starts(out), {**out.metrics, **metrics, **loss_metrics}, each)
 
     def _model_step(self, state: ImaginationState, batch: Any, key: jax.Array):

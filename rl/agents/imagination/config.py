@@ -20,21 +20,25 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from representations.reconstruction import ReconstructionConfig
 from rl.actor_critic import ActorCriticConfig
-from world_models.config import WorldModelConfig
+from rl.core import objective as objective_lib, world_model as world_model_lib
 
 RETURN_INDEXINGS = ("v1", "v3")
 
 
+def _rssm(**changes: Any) -> Any:
+    """The RSSM's config (``world_models``' "rssm", found through the registry) with changes."""
+    return dataclasses.replace(world_model_lib.get("rssm").Config(), **changes)
+
+
 def _reconstruction() -> dict[str, Any]:
-    return {"reconstruction": ReconstructionConfig()}
+    return {"reconstruction": objective_lib.get("reconstruction").Config()}
 
 
 @dataclasses.dataclass(frozen=True)
 class ImaginationConfig:
     # any world-model config with .name (``world_models`` registry key)
-    world_model: Any = dataclasses.field(default_factory=WorldModelConfig)
+    world_model: Any = dataclasses.field(default_factory=_rssm)
     actor_critic: ActorCriticConfig = dataclasses.field(default_factory=ActorCriticConfig)
     # objective configs (with .name, the ``representations`` registry key, and .loss_scales)
     # keyed by slot, in composition order; {}: the world model's own losses only
@@ -120,8 +124,8 @@ def with_size(cfg: ImaginationConfig, size: str) -> ImaginationConfig:
 
 def _repo_port() -> ImaginationConfig:
     return ImaginationConfig(
-        world_model=WorldModelConfig(image_scale="symmetric", head_units=200, reward_layers=3,
-                                     free_nats_mode="step"),
+        world_model=_rssm(image_scale="symmetric", head_units=200, reward_layers=3,
+                          free_nats_mode="step"),
         actor_critic=ActorCriticConfig(actor_units=200, critic_units=200, actor_std_shift=0.0,
                                        actor_min_std=0.1, actor_entropy=3e-4,
                                        weight_by_gamma=False),
@@ -130,11 +134,11 @@ def _repo_port() -> ImaginationConfig:
 
 def _dreamerv3_like() -> ImaginationConfig:
     return ImaginationConfig(
-        world_model=WorldModelConfig(latent="categorical", stoch=32, classes=32, act="silu",
-                                     norm="layer", image_scale="unit", head_act="silu",
-                                     head_norm="layer", reward_head="twohot", continue_head=True,
-                                     free_nats=1.0, free_nats_mode="step", kl_balance=5 / 6,
-                                     loss_scales={"reward": 1.0, "continue": 1.0, "kl": 0.6}),
+        world_model=_rssm(latent="categorical", stoch=32, classes=32, act="silu", norm="layer",
+                          image_scale="unit", head_act="silu", head_norm="layer",
+                          reward_head="twohot", continue_head=True, free_nats=1.0,
+                          free_nats_mode="step", kl_balance=5 / 6,
+                          loss_scales={"reward": 1.0, "continue": 1.0, "kl": 0.6}),
         actor_critic=ActorCriticConfig(act="silu", norm="layer", actor_dist="bounded_normal",
                                        actor_min_std=0.1, actor_unimix=0.01,
                                        actor_grad="reinforce", actor_entropy=3e-4,

@@ -48,7 +48,7 @@ import optax
 from rl import replay as replay_lib
 from rl.core.schedules import parse_schedule
 from rl.agents.rainbow.config import RainbowConfig
-from representations.base import ObjectiveInputs
+from rl.core.objective import ObjectiveInputs
 from rl import modules as modules_lib
 from rl.agents import objectives as objectives_lib
 from rl.agents.objectives import ObjectiveSlots

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from rl.agents.rainbow.config import RainbowConfig
+from rl.core.nets import renormalize  # SPR's per-sample min-max to [0, 1]
 from rl.core.patch_conv import conv_module
-from world_models.transition import renormalize  # SPR's per-sample min-max to [0, 1]
 from rl.core.augment import intensity, random_shift
 
 Params = Any

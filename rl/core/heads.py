@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rl.core import symlog
-from rl.core.nets import DenseStack
+from rl.core.nets import dense_head
 
 SCALAR_KINDS = ("gaussian", "twohot")
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -41,10 +41,10 @@ class ScalarHead(nn.Module):
     @nn.compact
     def __call__(self, feat: jax.Array) -> jax.Array:
         _check_kind(self.kind)
-        x = DenseStack(self.layers, self.units, self.act, self.norm, name="trunk")(feat)
         if self.kind == "gaussian":
-            return nn.Dense(1, name="out")(x)[..., 0]
-        return nn.Dense(self.num_bins, kernel_init=nn.initializers.zeros, name="out")(x)
+            return dense_head(feat, self.layers, self.units, 1, self.act, self.norm)[..., 0]
+        return dense_head(feat, self.layers, self.units, self.num_bins, self.act, self.norm,
+                          out_init=nn.initializers.zeros)
 
 
 class ContinueHead(nn.Module):
@@ -57,8 +57,7 @@ class ContinueHead(nn.Module):
 
     @nn.compact
     def __call__(self, feat: jax.Array) -> jax.Array:
-        x = DenseStack(self.layers, self.units, self.act, self.norm, name="trunk")(feat)
-        return nn.Dense(1, name="out")(x)[..., 0]
+        return dense_head(feat, self.layers, self.units, 1, self.act, self.norm)[..., 0]
 
 
 def scalar_loss(kind: str, out: jax.Array, target: jax.Array, bin_centres: jax.Array) -> jax.Array:

@@ -14,23 +14,22 @@ from typing import Any, Mapping
 
 import jax
 
-from representations.base import LossMaps, Metrics, ObjectiveInputs, check_loss_scales
+from rl.core import objective as objective_lib
+from rl.core.objective import LossMaps, Metrics, ObjectiveInputs, check_loss_scales
 
 Objectives = dict[str, Any]     # slot name (the config key) -> objective
 
 
 def build(configs: Mapping[str, Any], host: Any) -> Objectives:
     """``{slot: registry[cfg.name](cfg, host)}`` in the configs' order."""
-    import representations   # the registry imports this module's siblings
-
     built = {}
     for slot, cfg in configs.items():
         name = getattr(cfg, "name", None)
         if name is None or not hasattr(cfg, "loss_scales"):
             raise ValueError(f"objectives[{slot!r}] must be an objective config with 'name' and "
-                             f"'loss_scales' (valid names: {representations.names()}), got "
+                             f"'loss_scales' (valid names: {objective_lib.names()}), got "
                              f"{cfg!r}")
-        built[slot] = representations.get(name)(cfg, host)
+        built[slot] = objective_lib.get(name)(cfg, host)
     return built
 
 

@@ -122,10 +122,32 @@ class ObjectiveBase:
 
 # The objective registry. Each objective module registers its class at import
 # (``register(name, cls)``, ``cls(config, host)`` with ``cls.Config``), and importing
-# ``representations`` imports every module of the package: a new objective is one file.
+# ``representations`` (a plugin: ``rl.core.registry``) imports every module of the package: a
+# new objective is one file. World-model hosts build the registered class; a transition agent
+# builds its own variant where one is registered for it (``register(name, cls, host=agent)``:
+# TACO on DrQ-v2, SPR on Rainbow), else a registered class that lists it in ``cls.hosts``.
 REGISTRY = Registry("objective")
-register, unregister, get, names = (REGISTRY.register, REGISTRY.unregister, REGISTRY.get,
-                                    REGISTRY.names)
+_VARIANTS: dict[str, dict[str, type]] = {}     # host agent -> {name: class}
+unregister, get, names = REGISTRY.unregister, REGISTRY.get, REGISTRY.names
+
+
+def register(name: str, cls: type, host: Optional[str] = None) -> None:
+    """``cls`` as objective ``name``; with ``host``, as that agent's own variant of it."""
+    if host is None:
+        REGISTRY.register(name, cls)
+        return
+    variants = _VARIANTS.setdefault(host, {})
+    if name in variants and variants[name] is not cls:
+        raise ValueError(f"objective {name!r} already has a variant for host {host!r}")
+    variants[name] = cls
+
+
+def available(host: str) -> dict[str, type]:
+    """The objective classes agent ``host`` can build, by name: its own variants, and the
+    registered classes that list ``host`` in their ``hosts``."""
+    generic = {n: REGISTRY.get(n) for n in REGISTRY.names()}
+    usable = {n: c for n, c in generic.items() if host in getattr(c, "hosts", ())}
+    return {**usable, **_VARIANTS.get(host, {})}
 
 
 def check_loss_scales(loss_keys: Any, loss_scales: Mapping[str, float]) -> None:
