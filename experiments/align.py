@@ -295,7 +295,8 @@ class Collector:
 
 def with_encoder(agent_state: Any, encoder: Any) -> Any:
     """The agent state acting through ``encoder`` (everything else as trained)."""
-    return agent_state.replace(wm_params={**agent_state.wm_params, "encoder": encoder})
+    world_model = {**agent_state.nets["world_model"], "encoder": encoder}
+    return agent_state.replace(nets={**agent_state.nets, "world_model": world_model})
 
 
 # ---- the pipeline -----------------------------------------------------------------------------
@@ -470,7 +471,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
 
         # online: the frozen policy through the adapting encoder, interleaved with updates
         aligner = Aligner(a, agent.wm)
-        align_state = aligner.init(init_key, agent_state.wm_params)
+        align_state = aligner.init(init_key, agent_state.nets["world_model"])
         replays = {"source": source, "target": target, "pair": pair}
         update = make_update_fn(aligner, cfg.updates_per_call, True, cfg.fuse_updates)
         update_every = max(1, cfg.update_every_frames // repeat)

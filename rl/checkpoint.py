@@ -16,7 +16,7 @@ from absl import logging as absl_logging
 
 absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: agent states name their networks (nets, opt_states)
 
 
 class CheckpointError(RuntimeError):

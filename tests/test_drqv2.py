@@ -128,21 +128,22 @@ def test_actor_loss_value_and_direction(plain):
         mean_sums = [nets.actor.apply(p, features).sum() for p in (params, stepped)]
         return loss, action.sum(-1), mean_sums
 
-    loss, s, (before, after) = run(state0.params.actor)
+    loss, s, (before, after) = run(state0.nets["actor"])
     assert float(loss) == pytest.approx(float(-jnp.mean(jnp.minimum(s, 2 * s))), rel=1e-6)
     assert float(after) > float(before)   # a descent step on the loss raises Q
 
 
 def test_encoder_gets_no_gradient_from_actor_loss(plain):
     agent, state0, batch = plain[0], plain[1], plain[4]
-    params = state0.params
+    params = state0.nets
 
     def loss(encoder, actor):
         features = agent.nets.encoder.apply(encoder, batch.obs)
-        return actor_loss(agent.nets, actor, params.critic, features, jax.random.PRNGKey(0),
+        return actor_loss(agent.nets, actor, params["critic"], features, jax.random.PRNGKey(0),
                           jnp.asarray(0.5), 0.3)[0]
 
-    g_encoder, g_actor = jax.jit(jax.grad(loss, argnums=(0, 1)))(params.encoder, params.actor)
+    g_encoder, g_actor = jax.jit(jax.grad(loss, argnums=(0, 1)))(params["encoder"],
+                                                                 params["actor"])
     assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(g_encoder))
     assert optax.global_norm(g_actor) > 0
 
@@ -151,17 +152,17 @@ def test_perturb_by_hand(plain):
     agent = plain[0]
     old, new = agent.init_params(jax.random.PRNGKey(5)), agent.init_params(jax.random.PRNGKey(6))
     # Make LayerNorm params differ so that "kept" is checkable.
-    new = new.replace(actor=jax.tree.map(lambda x: x + 1.0, new.actor))
+    new = {**new, "actor": jax.tree.map(lambda x: x + 1.0, new["actor"])}
     mixed = perturb(old, new, 0.25, where=is_dense_param)
-    a_old, a_new, a_mix = (p.actor["params"]["trunk"] for p in (old, new, mixed))
+    a_old, a_new, a_mix = (p["actor"]["params"]["trunk"] for p in (old, new, mixed))
     np.testing.assert_allclose(a_mix["dense"]["kernel"],
                                0.25 * a_old["dense"]["kernel"] + 0.75 * a_new["dense"]["kernel"],
                                rtol=1e-6)
     np.testing.assert_allclose(a_mix["dense"]["bias"], 0.75 * a_new["dense"]["bias"])
     np.testing.assert_array_equal(a_mix["norm"]["scale"], a_old["norm"]["scale"])
-    chex.assert_trees_all_equal(mixed.encoder, old.encoder)   # convs are not dense
+    chex.assert_trees_all_equal(mixed["encoder"], old["encoder"])   # convs are not dense
     everything = perturb(old, new, 0.25)
-    np.testing.assert_allclose(everything.actor["params"]["trunk"]["norm"]["scale"],
+    np.testing.assert_allclose(everything["actor"]["params"]["trunk"]["norm"]["scale"],
                                0.25 * 1.0 + 0.75 * 2.0)
 
 
@@ -172,12 +173,12 @@ def test_update_shapes_finite_and_target_ema(plain):
     assert finite(state1)
     assert int(state1.update_count) == 1
     for name in ("encoder", "actor", "critic"):
-        before, after = getattr(state0.params, name), getattr(state1.params, name)
+        before, after = state0.nets[name], state1.nets[name]
         assert any((np.asarray(a) != np.asarray(b)).any()
                    for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))), name
     expected = jax.tree.map(lambda o, t: 0.01 * np.asarray(o) + 0.99 * np.asarray(t),
-                            state1.params.critic, state0.critic_target)
-    chex.assert_trees_all_close(state1.critic_target, expected, rtol=1e-6, atol=1e-7)
+                            state1.nets["critic"], state0.nets["critic_target"])
+    chex.assert_trees_all_close(state1.nets["critic_target"], expected, rtol=1e-6, atol=1e-7)
     for name in ("critic_loss", "actor_loss", "q_mean", "target_q_mean", "actor_std",
                  "batch_reward", "encoder_grad_norm", "actor_grad_norm", "critic_grad_norm"):
         chex.assert_shape(metrics[name], ())
@@ -191,7 +192,7 @@ def test_state_has_no_shared_buffers(plain):
     for state in plain[1:3]:   # after init and after an update
         pointers = [leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(state)]
         assert len(set(pointers)) == len(pointers)
-    chex.assert_trees_all_equal(plain[1].critic_target, plain[1].params.critic)
+    chex.assert_trees_all_equal(plain[1].nets["critic_target"], plain[1].nets["critic"])
 
 
 def test_sample_from_replay_feeds_update(plain):
@@ -246,10 +247,11 @@ def test_bad_specs_raise():
 def test_bfloat16_encoder_keeps_float32_params_and_close_features(plain):
     agent, state0, _, _, batch, _ = plain
     bf16 = DrQV2Agent(dataclasses.replace(CFG, encoder_dtype="bfloat16"), SPEC)
-    params = state0.params.encoder     # same float32 parameters for both
-    chex.assert_trees_all_equal_shapes_and_dtypes(params, bf16.init(jax.random.PRNGKey(0)).params.encoder)
-    full = agent.encode(state0.params, batch.obs)
-    half = bf16.encode(state0.params, batch.obs)
+    params = state0.nets["encoder"]     # same float32 parameters for both
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        params, bf16.init(jax.random.PRNGKey(0)).nets["encoder"])
+    full = agent.encode(state0.nets, batch.obs)
+    half = bf16.encode(state0.nets, batch.obs)
     chex.assert_type(half, jnp.float32)
     chex.assert_equal_shape([full, half])
     # bfloat16 keeps ~3 significant digits: close, but not equal
@@ -325,23 +327,23 @@ def test_objectives_and_modules_are_wired_in_order(monkeypatch):
 
     @jax.jit
     def by_hand(state0, batch):
-        p0 = state0.params
+        p0 = state0.nets
         features = agent.encode(p0, batch.obs)
         hidden = agent.actor_intermediates(p0, features)["policy"]["hidden_0"][0]
-        q1, q2 = nets.critic.apply(p0.critic, features, batch.action)
+        q1, q2 = nets.critic.apply(p0["critic"], features, batch.action)
         probe_loss = probe(features, state0.objectives.params["probe"]["w"], -1.0)
 
         # The encoder: one Adam step on critic + probe loss (nothing from the actor), then the
         # separate step of "sep" on the updated encoder with its own Adam state.
         def joint_loss(encoder):
             f = nets.encoder.apply(encoder, batch.obs)
-            a, b = nets.critic.apply(p0.critic, f, batch.action)
+            a, b = nets.critic.apply(p0["critic"], f, batch.action)
             return (jnp.mean(a ** 2) + jnp.mean(b ** 2)
                     + jnp.mean(jnp.square(f @ state0.objectives.params["probe"]["w"] - 1.0)))
 
-        upd, _ = optax.adam(cfg.lr).update(jax.grad(joint_loss)(p0.encoder),
-                                           state0.encoder_opt_state, p0.encoder)
-        opt_params = {"encoder": optax.apply_updates(p0.encoder, upd),
+        upd, _ = optax.adam(cfg.lr).update(jax.grad(joint_loss)(p0["encoder"]),
+                                           state0.opt_states["encoder"], p0["encoder"])
+        opt_params = {"encoder": optax.apply_updates(p0["encoder"], upd),
                       "aux": state0.objectives.params["sep"]}
 
         def sep_loss(opt_params):
@@ -361,7 +363,8 @@ def test_objectives_and_modules_are_wired_in_order(monkeypatch):
     assert float(metrics["critic_loss"]) == pytest.approx(float(critic_loss_value), rel=1e-5)
     assert float(metrics["probe/loss"]) == pytest.approx(float(probe_loss), rel=1e-5)
     assert "probe/probe_metric" in metrics and "sep/loss" in metrics
-    chex.assert_trees_all_close(state1.params.encoder, expected["encoder"], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(state1.nets["encoder"], expected["encoder"], rtol=1e-5,
+                                atol=1e-6)
     chex.assert_trees_all_close(state1.objectives.params["sep"], expected["aux"], rtol=1e-5,
                                 atol=1e-6)
     assert not np.allclose(state1.objectives.params["probe"]["w"],

@@ -45,15 +45,15 @@ def changed(a, b) -> bool:
 def test_critic_consumes_the_latent_action(taco):
     agent, state0, *_ = taco
     latent_dim = int(1.25 * 2) + 1
-    phi_out = state0.params.action_encoder["params"]["out"]["kernel"]
+    phi_out = state0.nets["action_encoder"]["params"]["out"]["kernel"]
     chex.assert_shape(phi_out, (64, latent_dim))
-    q1_in = state0.params.critic["params"]["q1"]["dense_0"]["kernel"]
+    q1_in = state0.nets["critic"]["params"]["q1"]["dense_0"]["kernel"]
     chex.assert_shape(q1_in, (CFG.feature_dim + latent_dim, CFG.hidden_dim))
     assert agent.min_replay_steps == max(CFG.n_step, K) + 1
     # plain DrQ-v2 keeps raw actions and no phi
     plain = DrQV2Agent(DrQV2Config.tiny(), SPEC).init(jax.random.PRNGKey(0))
-    assert plain.params.action_encoder is None and plain.action_encoder_opt_state is None
-    chex.assert_shape(plain.params.critic["params"]["q1"]["dense_0"]["kernel"],
+    assert "action_encoder" not in plain.nets and "action_encoder" not in plain.opt_states
+    chex.assert_shape(plain.nets["critic"]["params"]["q1"]["dense_0"]["kernel"],
                       (CFG.feature_dim + 2, CFG.hidden_dim))
 
 
@@ -61,7 +61,7 @@ def test_update_steps_everything_taco_trains(taco):
     _, state0, state1, metrics, _ = taco
     assert finite(state1) and all(np.isfinite(np.asarray(v)) for v in metrics.values())
     for name in ("encoder", "critic", "actor", "action_encoder"):
-        assert changed(getattr(state0.params, name), getattr(state1.params, name)), name
+        assert changed(state0.nets[name], state1.nets[name]), name
     assert changed(state0.objectives.params["taco"], state1.objectives.params["taco"])
     for key in ("taco/loss", "taco/loss/taco", "taco/loss/curl", "taco/loss/reward",
                 "taco/taco_accuracy", "taco/curl_accuracy"):
@@ -79,9 +79,9 @@ def test_phi_takes_both_the_critic_and_the_taco_step(taco):
         loss_scales={"taco": 0.0, "curl": 0.0, "reward": 0.0})}), SPEC)
     s0 = quiet.init(jax.random.PRNGKey(0))
     s1, _ = jax.jit(quiet.update)(s0, batch, jax.random.PRNGKey(2), jnp.asarray(1000))
-    assert changed(s0.params.action_encoder, s1.params.action_encoder)   # critic step
+    assert changed(s0.nets["action_encoder"], s1.nets["action_encoder"])   # critic step
     chex.assert_trees_all_close(s1.objectives.params["taco"], s0.objectives.params["taco"])   # no TACO step
-    assert changed(s1.params.action_encoder, state1.params.action_encoder)
+    assert changed(s1.nets["action_encoder"], state1.nets["action_encoder"])
 
 
 def test_sample_draws_whole_windows():

@@ -191,8 +191,8 @@ def test_update_learns_the_world_model_on_a_fixed_batch(trained):
                 "actor/actor_entropy", "critic/value_mean", "wm/grad_norm"):
         assert key in history[-1], key
     # the slow critic trails the critic
-    lag = jax.tree.map(lambda s, c: jnp.abs(s - c).max(), state.slow_critic_params,
-                       state.critic_params)
+    lag = jax.tree.map(lambda s, c: jnp.abs(s - c).max(), state.nets["slow_critic"],
+                       state.nets["critic"])
     assert max(jax.tree.leaves(lag)) > 0.0
 
 
@@ -201,13 +201,13 @@ def test_slow_critic_is_an_ema_of_the_critic():
     agent = ImaginationAgent(cfg, SPEC)
     batch = _fixed_batch(cfg.batch_size, cfg.length, discrete=False)
     state0 = agent.init(jax.random.PRNGKey(0))
-    state0 = state0.replace(slow_critic_params=jax.tree.map(
-        lambda x: x + 1.0, state0.slow_critic_params))   # make slow and fast critic differ
+    state0 = state0.replace(nets={**state0.nets, "slow_critic": jax.tree.map(
+        lambda x: x + 1.0, state0.nets["slow_critic"])})   # make slow and fast critic differ
     state1, _ = jax.jit(agent.update)(state0, batch, jax.random.PRNGKey(1), jnp.int32(0))
     decay = cfg.actor_critic.slow_critic_decay
     expected = jax.tree.map(lambda fast, slow: (1 - decay) * fast + decay * slow,
-                            state1.critic_params, state0.slow_critic_params)
-    chex.assert_trees_all_close(state1.slow_critic_params, expected, rtol=1e-5, atol=1e-6)
+                            state1.nets["critic"], state0.nets["slow_critic"])
+    chex.assert_trees_all_close(state1.nets["slow_critic"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_act_and_report(trained):
@@ -258,8 +258,9 @@ def test_dreamerv3_like_discrete_agent_traces():
     batch = _fixed_batch(4, 8, discrete=True, num_actions=3)
     state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     wm = cfg.world_model
-    assert state.wm_params["rssm"]["prior_stats"]["kernel"].shape[-1] == wm.stoch * wm.classes
-    assert "continue" in state.wm_params
+    world_model = state.nets["world_model"]
+    assert world_model["rssm"]["prior_stats"]["kernel"].shape[-1] == wm.stoch * wm.classes
+    assert "continue" in world_model
     new_state, metrics = jax.eval_shape(agent.update, state, batch, jax.random.PRNGKey(1),
                                         jnp.int32(0))
     chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)

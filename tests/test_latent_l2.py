@@ -59,7 +59,7 @@ def test_latent_l2_trains_drqv2_encoder():
         state, metrics = jax.jit(agent.update)(agent.init(jax.random.PRNGKey(0)),
                                                test_drqv2.make_batch(1, cfg),
                                                jax.random.PRNGKey(2), jnp.asarray(1000))
-        return state.params.encoder, metrics
+        return state.nets["encoder"], metrics
 
     plain, _ = encoder_after(0.0)
     pulled, metrics = encoder_after(10.0)

@@ -136,9 +136,8 @@ def test_toy_on_drqv2_zero_weights_stop_the_critic_and_actor():
     assert agent.modules.uses("sample_weights:critic")
     assert float(metrics["critic_grad_norm"]) == 0.0 and float(metrics["actor_grad_norm"]) == 0.0
     assert float(metrics["critic_loss"]) == 0.0
-    chex.assert_trees_all_equal(state1.params.critic, state0.params.critic)
-    chex.assert_trees_all_equal(state1.params.encoder, state0.params.encoder)
-    chex.assert_trees_all_equal(state1.params.actor, state0.params.actor)
+    for name in ("critic", "encoder", "actor"):
+        chex.assert_trees_all_equal(state1.nets[name], state0.nets[name])
     assert int(state2.modules["toy"]["updates"]) == 2                # after_update once each
 
 
@@ -199,7 +198,7 @@ def test_toy_on_rainbow_zero_weights_stop_the_c51_gradient_and_counts_updates():
                                                       "agent.modules.toy.keep_fraction=0")
     assert float(metrics["loss"]) == 0.0 and float(metrics["grad_norm"]) == 0.0
     assert float(metrics["cross_entropy"]) > 0.0      # the map is there, its weights are 0
-    chex.assert_trees_all_equal(state1.params, state0.params)
+    chex.assert_trees_all_equal(state1.nets["online"], state0.nets["online"])
     assert int(state2.modules["toy"]["updates"]) == 2
     _, s0, s1, _, half = _rainbow("agent.modules.toy.weigh=[c51]")
     assert 0.0 < float(half["loss"]) and float(half["grad_norm"]) > 0.0

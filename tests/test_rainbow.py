@@ -188,7 +188,7 @@ def test_networks_shapes_projection_and_noise(full):
                     by_hand=jnp.concatenate([flat @ head[s]["kernel"] + head[s]["bias"]
                                              for s in ("value_hidden", "advantage_hidden")], -1))
 
-    out = run(state.params, obs)
+    out = run(state.nets["online"], obs)
     chex.assert_type([out["images"], out["augmented"]], jnp.float32)
     assert 0.0 <= float(out["images"].min()) and float(out["images"].max()) <= 1.0
     chex.assert_equal_shape([out["images"], out["augmented"]])
@@ -215,8 +215,8 @@ def test_act_explores_and_evaluates_without_noise(full):
         greedy, stacked = agent.act(state, carry, obs, first, jax.random.PRNGKey(2), 0, False)
         again, _ = agent.act(state, carry, obs, first, jax.random.PRNGKey(3), 0, False)
         uniform, _ = agent.act(state, carry, obs, first, jax.random.PRNGKey(2), 0, True)
-        return (greedy, again, uniform, stacked, agent.q_values(state.params, stacked),
-                agent.q_values(state.params, stacked, jax.random.PRNGKey(4)))
+        return (greedy, again, uniform, stacked, agent.q_values(state.nets["online"], stacked),
+                agent.q_values(state.nets["online"], stacked, jax.random.PRNGKey(4)))
 
     greedy, again, uniform, stacked, q, noisy_q = run(state, carry, obs)
     chex.assert_shape([greedy, uniform], (n,))
@@ -234,9 +234,10 @@ def test_learn_shapes_target_copy_and_metrics(plain):
     chex.assert_trees_all_equal_shapes_and_dtypes(state0, state1)
     chex.assert_trees_all_equal_shapes_and_dtypes(replay0, replay1)
     assert finite(state1) and int(state1.update_count) == 1
-    assert not np.allclose(state1.params["params"]["head"]["advantage_out"]["kernel"],
-                           state0.params["params"]["head"]["advantage_out"]["kernel"])
-    chex.assert_trees_all_equal(state1.target_params, state1.params)   # period 1, tau 1: a copy
+    assert not np.allclose(state1.nets["online"]["params"]["head"]["advantage_out"]["kernel"],
+                           state0.nets["online"]["params"]["head"]["advantage_out"]["kernel"])
+    # period 1, tau 1: a copy
+    chex.assert_trees_all_equal(state1.nets["target"], state1.nets["online"])
     for name in ("loss", "cross_entropy", "kl", "q_mean", "target_q_mean", "grad_norm",
                  "batch_reward", "per_beta", "is_weight_mean", "epsilon"):
         chex.assert_shape(metrics[name], ())
@@ -258,15 +259,15 @@ def test_learn_writes_kl_priorities_by_hand(plain):
         tr = agent.sample(replay0, key_sample)
         images = nets.prepare(tr.obs)
         next_images = nets.prepare(tr.next_obs)
-        online_next = nets.q_values(nets.logits(state0.params,
-                                                nets.encode(state0.params, next_images)))
+        online, target_net = state0.nets["online"], state0.nets["target"]
+        online_next = nets.q_values(nets.logits(online, nets.encode(online, next_images)))
         next_action = jnp.argmax(online_next, -1)                       # Double DQN
-        next_probs = jax.nn.softmax(nets.logits(state0.target_params,
-                                                nets.encode(state0.target_params, next_images)))
+        next_probs = jax.nn.softmax(nets.logits(target_net,
+                                                nets.encode(target_net, next_images)))
         next_probs = next_probs[jnp.arange(cfg.batch_size), next_action]
         target = categorical_l2_project(tr.reward[:, None] + tr.discount[:, None] * nets.support,
                                         next_probs, nets.support)
-        log_p = jax.nn.log_softmax(nets.logits(state0.params, nets.encode(state0.params, images)))
+        log_p = jax.nn.log_softmax(nets.logits(online, nets.encode(online, images)))
         log_p = log_p[jnp.arange(cfg.batch_size), tr.action]
         t = jnp.clip(target, KL_EPS, 1.0)
         kl = jnp.clip(jnp.sum(t * (jnp.log(t) - log_p), -1), KL_EPS, 1 / KL_EPS)
@@ -365,7 +366,7 @@ def test_spr_objective_on_rainbow_trains_encoder_transition_and_predictor():
     chex.assert_trees_all_equal_shapes_and_dtypes(state0, state1)
     assert finite(state1)
     _, _, state1_off, _ = run(0.0)
-    enc = lambda s: jax.tree.leaves(s.params["params"]["encoder"])
+    enc = lambda s: jax.tree.leaves(s.nets["online"]["params"]["encoder"])
     assert any(not np.allclose(a, b) for a, b in zip(enc(state1), enc(state1_off)))
 
 
@@ -489,4 +490,5 @@ def test_patch_convs_give_the_same_spr_update():
     chex.assert_trees_all_equal(init_a, init_b)
     assert float(metrics_a["spr/loss"]) > 0
     chex.assert_trees_all_close(metrics_a, metrics_b, rtol=1e-4, atol=1e-5)
-    chex.assert_trees_all_close(state_a.params, state_b.params, rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(state_a.nets["online"], state_b.nets["online"], rtol=1e-4,
+                                atol=1e-5)

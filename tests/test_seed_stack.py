@@ -40,7 +40,7 @@ def test_copies_have_a_seed_axis_and_differ(stack):
     agent, state = stack
     for leaf in jax.tree.leaves(state):
         assert leaf.shape[0] == SEEDS
-    kernel = next(x for x in jax.tree.leaves(state.params.encoder) if x.ndim == 5)
+    kernel = next(x for x in jax.tree.leaves(state.nets["encoder"]) if x.ndim == 5)
     assert not np.allclose(kernel[0], kernel[1])   # different init keys
 
 

@@ -198,14 +198,15 @@ def test_toy_world_model_trains_the_imagination_agent_on_toy_reach():
         assert key in history[-1], key
     model = np.array([m["wm/loss"] for m in history])
     assert model[-5:].mean() < 0.5 * model[:3].mean(), model
-    for name in ("actor_params", "critic_params", "wm_params"):
-        moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), getattr(state, name),
-                             getattr(state0, name))
+    for name in ("actor", "critic", "world_model"):
+        moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.nets[name],
+                             state0.nets[name])
         assert max(jax.tree.leaves(moved)) > 0.0, name
     # imagination stacks features and actions only, from every step of the batch
-    _, out = agent.wm.observe(state.wm_params, agent.wm.initial(4), batch, jax.random.PRNGKey(1))
-    policy = lambda feat, k: agent.actor.sample(state.actor_params, feat, k)
-    traj = agent.wm.imagine(state.wm_params, agent.wm.starts(out), policy, 5, jax.random.PRNGKey(2))
+    world_model = state.nets["world_model"]
+    _, out = agent.wm.observe(world_model, agent.wm.initial(4), batch, jax.random.PRNGKey(1))
+    policy = lambda feat, k: agent.actor.sample(state.nets["actor"], feat, k)
+    traj = agent.wm.imagine(world_model, agent.wm.starts(out), policy, 5, jax.random.PRNGKey(2))
     chex.assert_shape(traj.feats, (4 * 8, 6, CFG.world_model.latent))
     chex.assert_shape(traj.actions, (4 * 8, 5, 2))
     assert agent.report(state, batch, jax.random.PRNGKey(0)) == {}   # no decoder, no video
@@ -218,7 +219,7 @@ def test_a_replacing_objective_drops_the_model_map():
     assert agent.replaced == ("dynamics",)
     _, state, replay = _toy_replay(agent, steps=20)
     batch = agent.sample(replay, jax.random.PRNGKey(0))
-    trainable = (state.wm_params, state.objective_params)
+    trainable = (state.nets["world_model"], state.objective_params)
     total, (_, metrics, _) = jax.jit(agent.model_loss)(trainable, state.objective_state, batch,
                                                        jax.random.PRNGKey(1))
     assert float(metrics["loss/dynamics"]) == 0.0                     # the objective's zeros

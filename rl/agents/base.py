@@ -5,6 +5,23 @@ All methods are pure functions of pytrees. The loop jits ``act`` once and fuses
 
 Agents with prioritised replay also have the two methods of ``PrioritizedAgent``; the loop then
 fuses ``sample`` + ``update_with_priorities`` + ``write_priorities`` with the replay donated too.
+
+Naming the networks (so that plug-ins, e.g. DrM's shrink-and-perturb, address them generically):
+every agent state is a ``flax.struct`` dataclass with
+
+- ``nets: dict[str, Params]``: each network's flax variables by a plain name, targets and EMA
+  copies included (DrQ-v2: ``encoder``, ``actor``, ``critic``, ``critic_target``, and
+  ``action_encoder`` only when an objective gives the critic one (TACO's phi); imagination:
+  ``world_model``, ``actor``, ``critic``, ``slow_critic``; Rainbow: ``online``, ``target``);
+- ``opt_states: dict[str, Any]``: each optimiser's state, keyed by the net it steps, or by the
+  first net of the group it steps (imagination: ``world_model`` steps the world model and the
+  objectives' params together). Targets and EMA copies have none, so every key is a ``nets`` key.
+
+Objectives keep their params and optimiser states in their own slots (``ObjectiveSlots`` on
+DrQ-v2 and Rainbow, ``objective_params`` on the imagination agent). Every agent also has
+``optimizers`` (the optax transformations, keyed as ``opt_states``), ``opt_params(state)`` (the
+params each one steps, keyed as ``opt_states``) and ``init_params(key)`` (fresh params of the
+trained nets, keyed as ``nets``, without targets); ``rl.modules.perturb`` works on these.
 """
 from __future__ import annotations
 
@@ -14,7 +31,7 @@ import jax
 
 from rl.core.types import EnvSpec
 
-State = Any   # the agent's whole train state: a pytree (params, optimiser states, targets, counters)
+State = Any   # the agent's whole train state: a pytree (nets, opt_states, objectives, counters)
 Carry = Any   # per-env acting memory (frame stack, recurrent latent state, ...): a pytree
 Batch = Any   # what ``sample`` returns and ``update`` consumes: a pytree
 Metrics = dict[str, jax.Array]

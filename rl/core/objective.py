@@ -4,7 +4,7 @@ what it returns; and ``weigh`` (loss maps x ``loss_scales``).
 An objective is a representation loss that does not care which agent or model made its
 features. Every agent (DrQ-v2, Rainbow, the imagination agent) hosts a list of them:
 
-    obj = representations.get(cfg.name)(cfg, host)         # host: what the agent offers (below)
+    obj = get(cfg.name)(cfg, host)                       # host: what the agent offers (below)
     params, state = obj.init(key, example)                  # example: ObjectiveInputs of shape [1]
     losses, metrics = obj.loss(params, state, inputs, key)  # unreduced maps, keys = obj.loss_keys
     state = obj.update_state(state, metrics)                # after the agent's step (duals, EMAs)

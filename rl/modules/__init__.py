@@ -4,10 +4,11 @@
 """
 from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, check_host,
                              declare_host, get, names, register)
-from rl.modules.perturb import perturb
+from rl.modules.perturb import perturb, perturb_nets, reset_opt_states
 from rl.modules.toy import ToyConfig, ToyModule
 
 register("toy", ToyModule)
 
 __all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
-           "get", "names", "register", "perturb", "ToyConfig", "ToyModule"]
+           "get", "names", "register", "perturb", "perturb_nets", "reset_opt_states", "ToyConfig",
+           "ToyModule"]

@@ -3,7 +3,10 @@ empowerment bonus, ...), and their composition, written once here.
 
 A module is a frozen dataclass ``cls(cfg, host)`` built from its config (``cfg.name`` is its
 registry name) and the agent that hosts it (``host``: the agent object; a module may use its
-``name``, ``provides``, ``init_params(key)`` for fresh parameters and ``reset_optimizers(state)``).
+``name``, ``provides``, ``init_params(key)`` for fresh params of the trained nets,
+``optimizers`` and ``opt_params(state)``). Every agent state names its networks the same way
+(``rl.agents.base``): ``state.nets[name]`` and ``state.opt_states[name]``, so a module addresses
+them generically, e.g. ``rl.modules.perturb.perturb_nets`` and ``reset_opt_states``.
 All methods are pure; every one is optional (``ModuleBase`` gives no-op defaults):
 
     state = m.init(key, host)                                  # in agent_state.modules[m.name]
@@ -12,7 +15,7 @@ All methods are pure; every one is optional (``ModuleBase`` gives no-op defaults
     std = m.noise_std(state, step, default)                    # exploration / target noise
     target, metrics = m.value_target(state, inputs, default_target)
     r = m.intrinsic_reward(state, traj)                        # [N, H] on imagined trajectories
-    agent_state = m.after_update(agent_state, module_state, key, step)   # may rewrite params
+    agent_state = m.after_update(agent_state, module_state, key, step)   # may rewrite nets
 
 ``requires`` names the call sites a module needs (``CALL_SITES``; sample weights as
 ``sample_weights:<loss>``, e.g. ``sample_weights:critic``); each agent declares what it offers

@@ -5,7 +5,9 @@ it, and it is the smallest example of a module (one file + ``conf/module/toy.yam
   0 for the rest;
 - ``noise_std``: a constant std instead of the agent's schedule (``None``: the default);
 - ``observe_activations``: the mean absolute sown activation, kept in the state;
-- ``after_update``: counts the updates in the state;
+- ``after_update``: counts the updates in the state; by the generic names every agent state has
+  (``rl.agents.base``), shrinks and perturbs the ``perturb`` nets toward the host's fresh
+  ``init_params`` (``alpha`` of the old) and re-initialises the ``reset`` optimiser states;
 - ``intrinsic_reward``: a constant bonus on every imagined transition (``None``: off).
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from rl.modules.base import ModuleBase, WeightInputs
+from rl.modules.perturb import check_names, perturb_nets, reset_opt_states
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +31,9 @@ class ToyConfig:
     observe: bool = False                # observe the sown activations
     count_updates: bool = True           # after_update counts calls
     intrinsic: Optional[float] = None    # constant bonus per imagined transition
+    perturb: tuple[str, ...] = ()        # nets shrunk and perturbed after every update
+    alpha: float = 0.5                   # the old params' share in the perturbation
+    reset: tuple[str, ...] = ()          # opt_states re-initialised after every update
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.keep_fraction <= 1.0:
@@ -35,6 +41,8 @@ class ToyConfig:
                              f"got {self.keep_fraction!r}")
         if self.noise_std is not None and not self.noise_std > 0:
             raise ValueError(f"ToyConfig.noise_std must be > 0 or None, got {self.noise_std!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"ToyConfig.alpha must be in [0, 1], got {self.alpha!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -46,13 +54,17 @@ class ToyModule(ModuleBase):
         sites = {f"sample_weights:{loss}" for loss in self.cfg.weigh}
         sites |= {site for site, on in (("noise_std", self.cfg.noise_std is not None),
                                         ("activations", self.cfg.observe),
-                                        ("after_update", self.cfg.count_updates),
+                                        ("after_update", self.cfg.count_updates
+                                         or bool(self.cfg.perturb or self.cfg.reset)),
                                         ("intrinsic_reward", self.cfg.intrinsic is not None))
                   if on}
         return frozenset(sites)
 
     def init(self, key: jax.Array, host: Any) -> dict:
-        del key, host
+        if self.cfg.perturb:   # unknown names fail here, not in the first update
+            check_names(self.cfg.perturb, jax.eval_shape(host.init_params, key), "trained nets")
+        if self.cfg.reset:
+            check_names(self.cfg.reset, host.optimizers, "opt_states")
         return {"updates": jnp.zeros((), jnp.int32), "activation_mean": jnp.zeros(())}
 
     def observe_activations(self, state: dict, activations: Mapping[str, Any],
@@ -73,4 +85,10 @@ class ToyModule(ModuleBase):
 
     def after_update(self, agent_state: Any, module_state: dict, key: jax.Array,
                      step: jax.Array) -> Any:
+        if self.cfg.perturb:
+            agent_state = perturb_nets(agent_state, self.host.init_params(key), self.cfg.alpha,
+                                       self.cfg.perturb)
+        if self.cfg.reset:
+            agent_state = reset_opt_states(agent_state, self.host.optimizers,
+                                           self.host.opt_params(agent_state), self.cfg.reset)
         return self.put(agent_state, {**module_state, "updates": module_state["updates"] + 1})

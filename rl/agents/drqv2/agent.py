@@ -24,8 +24,12 @@ the objectives (``cfg.objectives``, ``rl.core.objective.Objective``) and the mod
      ([modules: sample_weights:actor]);
   6. target critic EMA;
   7. objectives with ``needs.separate_step`` take their own step (encoder + phi + own params);
-  8. [modules: after_update] in order (may rewrite params and optimiser states: shrink and
-     perturb with ``rl.modules.perturb``, ``init_params`` and ``reset_optimizers``).
+  8. [modules: after_update] in order (may rewrite ``nets`` and ``opt_states``: shrink and
+     perturb with ``rl.modules.perturb``, ``init_params`` and ``optimizers``).
+
+The state's ``nets`` (``rl.agents.base``): ``encoder``, ``actor``, ``critic``, ``critic_target``
+(EMA of the critic) and ``action_encoder`` (TACO's phi) only when an objective declares one;
+``opt_states``: ``encoder``, ``actor``, ``critic`` (+ ``action_encoder``), one Adam each.
 
 Objectives get ``ObjectiveInputs(batch, features, encode, extras, step)``: ``encode(obs, key)``
 is a fresh random shift through the online encoder (with gradient); ``extras["encode_action"]``
@@ -49,7 +53,7 @@ from rl.agents import objectives as objectives_lib
 from rl.agents.drqv2.config import DrQV2Config
 from rl.agents.drqv2.losses import (TargetInputs, actor_loss, critic_loss, min_q_target,
                                     sample_target_action)
-from rl.agents.drqv2.networks import DrQV2Networks, DrQV2Params, make_networks
+from rl.agents.drqv2.networks import DrQV2Networks, make_networks
 from rl.agents.objectives import ObjectiveSlots
 from rl.core.schedules import parse_schedule
 from rl.core.augment import random_shift
@@ -59,10 +63,11 @@ from rl.core.types import EnvSpec
 from rl.core.nets import conv_encoder_output_size
 from rl.modules import WeightInputs
 
-__all__ = ["DrQV2Agent", "DrQV2Config", "DrQV2Params", "DrQV2State", "TargetInputs",
+__all__ = ["DrQV2Agent", "DrQV2Config", "DrQV2State", "TargetInputs",
            "min_q_target", "PROVIDES"]
 
 Metrics = dict[str, jax.Array]
+Params = Any
 
 PROVIDES = frozenset({"activations", "noise_std", "value_target", "sample_weights:critic",
                       "sample_weights:actor", "after_update"})
@@ -71,15 +76,11 @@ modules_lib.declare_host("drqv2", PROVIDES)
 
 @flax.struct.dataclass
 class DrQV2State:
-    params: DrQV2Params
-    critic_target: Any            # EMA copy of params.critic (trunk + both heads)
-    encoder_opt_state: Any
-    actor_opt_state: Any
-    critic_opt_state: Any
+    nets: dict[str, Params]       # encoder, actor, critic, critic_target (+ action_encoder)
+    opt_states: dict[str, Any]    # one Adam per trained net: encoder, actor, critic (+ phi)
     objectives: ObjectiveSlots    # per objective: params, Adam state, extra state
     modules: dict[str, Any]       # per module: its state (rl.modules)
     update_count: jax.Array       # int32, number of updates done
-    action_encoder_opt_state: Any = None   # Adam of params.action_encoder (TACO's phi) if any
 
 
 class DrQV2Agent:
@@ -125,21 +126,29 @@ class DrQV2Agent:
         # The official encoder optimiser holds the encoder and phi; Adam is elementwise, so a
         # second Adam with the same settings is the same update.
         self.action_encoder_opt = optax.adam(cfg.lr)
+        self.optimizers = {"encoder": self.encoder_opt, "actor": self.actor_opt,
+                           "critic": self.critic_opt}          # keyed as state.opt_states
+        if self.action_encoder is not None:
+            self.optimizers["action_encoder"] = self.action_encoder_opt
 
     # ------------------------------------------------------------------ state
-    def init_params(self, key: jax.Array) -> DrQV2Params:
+    def init_params(self, key: jax.Array) -> dict[str, Params]:
+        """Fresh params of the trained nets: ``encoder``, ``actor``, ``critic`` (+ phi)."""
         k_enc, k_actor, k_critic, k_phi = jax.random.split(key, 4)
         obs = jnp.zeros((1, *self.stacked_obs_shape), jnp.uint8)
         features = jnp.zeros((1, self.repr_dim), jnp.float32)
         action = jnp.zeros((1, self.action_dim), jnp.float32)
-        action_encoder = None
+        nets = {}
         if self.action_encoder is not None:
-            action_encoder = self.action_encoder.init(k_phi, action)
-            action = self.action_encoder.apply(action_encoder, action)
-        return DrQV2Params(encoder=self.nets.encoder.init(k_enc, obs),
-                           actor=self.nets.actor.init(k_actor, features),
-                           critic=self.nets.critic.init(k_critic, features, action),
-                           action_encoder=action_encoder)
+            nets["action_encoder"] = self.action_encoder.init(k_phi, action)
+            action = self.action_encoder.apply(nets["action_encoder"], action)
+        return {"encoder": self.nets.encoder.init(k_enc, obs),
+                "actor": self.nets.actor.init(k_actor, features),
+                "critic": self.nets.critic.init(k_critic, features, action), **nets}
+
+    def opt_params(self, state: DrQV2State) -> dict[str, Params]:
+        """The params each optimiser steps, keyed as ``state.opt_states``."""
+        return {name: state.nets[name] for name in self.optimizers}
 
     def critic_action(self, action_encoder: Any, action: jax.Array) -> jax.Array:
         """What the critic sees of an action: ``phi(a)`` with an objective's action encoder."""
@@ -147,15 +156,16 @@ class DrQV2Agent:
             return action
         return self.action_encoder.apply(action_encoder, action)
 
-    def _separate_params(self, params: DrQV2Params, objective_params: Any) -> Any:
+    def _separate_params(self, params: dict[str, Params], objective_params: Any) -> Any:
         # A separate step optimises the encoder (and phi) too, with its own moments (TACO's
         # taco_opt).
-        if params.action_encoder is None:
-            return {"encoder": params.encoder, "aux": objective_params}
-        return {"encoder": params.encoder, "action_encoder": params.action_encoder,
+        if "action_encoder" not in params:
+            return {"encoder": params["encoder"], "aux": objective_params}
+        return {"encoder": params["encoder"], "action_encoder": params["action_encoder"],
                 "aux": objective_params}
 
-    def _opt_params(self, objective: Any, params: DrQV2Params, objective_params: Any) -> Any:
+    def _opt_params(self, objective: Any, params: dict[str, Params],
+                    objective_params: Any) -> Any:
         if objective.needs.separate_step:
             return self._separate_params(params, objective_params)
         return objective_params
@@ -167,9 +177,8 @@ class DrQV2Agent:
         obj_params, obj_states = objectives_lib.init_params(self.objectives, key, example)
         # A copy, not the same buffers: the loop donates the state, and XLA refuses to donate
         # one buffer twice.
-        critic_target = jax.tree.map(jnp.copy, params.critic)
-        state = DrQV2State(params=params, critic_target=critic_target, encoder_opt_state=None,
-                           actor_opt_state=None, critic_opt_state=None,
+        nets = {**params, "critic_target": jax.tree.map(jnp.copy, params["critic"])}
+        state = DrQV2State(nets=nets, opt_states={},
                            objectives=ObjectiveSlots(params=obj_params, opt_states={},
                                                      states=obj_states),
                            modules=self.modules.init(jax.random.fold_in(key, 1), self),
@@ -177,18 +186,16 @@ class DrQV2Agent:
         return self.reset_optimizers(state)
 
     def reset_optimizers(self, state: DrQV2State) -> DrQV2State:
-        """Fresh Adam states for every optimiser (DrM resets them after a perturbation)."""
-        params = state.params
+        """Fresh Adam states for every optimiser, the objectives' included (a module resets
+        chosen ones with ``rl.modules.perturb.reset_opt_states``)."""
+        params = state.nets
         obj_opt_states = {
             o.name: self.objective_opts[o.name].init(
                 self._opt_params(o, params, state.objectives.params[o.name]))
             for o in self.objectives}
-        phi_opt_state = (None if params.action_encoder is None
-                         else self.action_encoder_opt.init(params.action_encoder))
-        return state.replace(encoder_opt_state=self.encoder_opt.init(params.encoder),
-                             action_encoder_opt_state=phi_opt_state,
-                             actor_opt_state=self.actor_opt.init(params.actor),
-                             critic_opt_state=self.critic_opt.init(params.critic),
+        opt_states = {name: self.optimizers[name].init(p)
+                      for name, p in self.opt_params(state).items()}
+        return state.replace(opt_states=opt_states,
                              objectives=state.objectives.replace(opt_states=obj_opt_states))
 
     def initial_carry(self, num_envs: int) -> Any:
@@ -200,14 +207,15 @@ class DrQV2Agent:
         modules' ``noise_std`` in order."""
         return self.modules.noise_std(module_states, step, self.stddev_schedule(step))
 
-    def encode(self, params: DrQV2Params, obs: jax.Array) -> jax.Array:
-        """Encoder features ``[B, repr_dim]`` of frame stacks ``[B, H, W, C*S]``."""
-        return self.nets.encoder.apply(params.encoder, obs)
+    def encode(self, params: dict[str, Params], obs: jax.Array) -> jax.Array:
+        """Encoder features ``[B, repr_dim]`` of frame stacks ``[B, H, W, C*S]`` (``params``:
+        ``state.nets``)."""
+        return self.nets.encoder.apply(params["encoder"], obs)
 
-    def actor_intermediates(self, params: DrQV2Params, features: jax.Array) -> dict:
+    def actor_intermediates(self, params: dict[str, Params], features: jax.Array) -> dict:
         """The actor's sown activations on ``features`` (trunk ``linear``, ``policy/hidden_i``,
         ``policy/output``), each a one-element tuple."""
-        _, variables = self.nets.actor.apply(params.actor, jax.lax.stop_gradient(features),
+        _, variables = self.nets.actor.apply(params["actor"], jax.lax.stop_gradient(features),
                                              mutable=["intermediates"])
         return variables["intermediates"]
 
@@ -215,7 +223,7 @@ class DrQV2Agent:
             key: jax.Array, step: jax.Array, explore: bool) -> tuple[jax.Array, Any]:
         carry = frame_stack.push(carry, obs, is_first)
         stacked = frame_stack.stacked(carry)
-        mean = self.nets.actor.apply(state.params.actor, self.encode(state.params, stacked))
+        mean = self.nets.actor.apply(state.nets["actor"], self.encode(state.nets, stacked))
         if not explore:
             return mean, carry
         k_noise, k_uniform = jax.random.split(key)
@@ -251,7 +259,7 @@ class DrQV2Agent:
         cfg, nets, modules = self.cfg, self.nets, self.modules
         step = jnp.asarray(step)
         k_obs, k_next, k_target, k_actor, k_aux, k_sep = jax.random.split(key, 6)
-        params, slots, module_states = state.params, state.objectives, state.modules
+        params, slots, module_states = state.nets, state.objectives, state.modules
         tr = batch.transition if isinstance(batch, replay_lib.TransitionWindows) else batch
         batch_size = tr.obs.shape[0]
         reward = tr.reward.reshape(batch_size).astype(jnp.float32)
@@ -262,8 +270,9 @@ class DrQV2Agent:
         # 1. augment and encode; the obs encoding keeps its VJP for the critic step.
         obs = random_shift(k_obs, tr.obs, cfg.shift_pad)
         next_obs = random_shift(k_next, tr.next_obs, cfg.shift_pad)
-        features, encoder_vjp = jax.vjp(lambda enc: nets.encoder.apply(enc, obs), params.encoder)
-        next_features = jax.lax.stop_gradient(nets.encoder.apply(params.encoder, next_obs))
+        features, encoder_vjp = jax.vjp(lambda enc: nets.encoder.apply(enc, obs),
+                                        params["encoder"])
+        next_features = jax.lax.stop_gradient(nets.encoder.apply(params["encoder"], next_obs))
 
         # 2. activations (DrM's dormant ratio).
         if modules.uses("activations"):
@@ -273,11 +282,11 @@ class DrQV2Agent:
 
         # 3. critic target.
         std = self.noise_std(module_states, step)
-        next_action = sample_target_action(nets, params.actor, next_features, k_target, std,
+        next_action = sample_target_action(nets, params["actor"], next_features, k_target, std,
                                            cfg.stddev_clip)
         next_q1, next_q2 = nets.critic.apply(
-            state.critic_target, next_features,
-            jax.lax.stop_gradient(self.critic_action(params.action_encoder, next_action)))
+            params["critic_target"], next_features,
+            jax.lax.stop_gradient(self.critic_action(params.get("action_encoder"), next_action)))
         target_inputs = TargetInputs(reward=reward, discount=discount, next_q1=next_q1,
                                      next_q2=next_q2, next_features=next_features,
                                      next_action=next_action, step=step)
@@ -306,7 +315,8 @@ class DrQV2Agent:
         joint_params = {o.name: slots.params[o.name] for o in joint}
         (_, loss_metrics), grads = jax.value_and_grad(
             loss_fn, argnums=(0, 1, 2, 3, 4), has_aux=True)(
-            features, params.encoder, params.critic, joint_params, params.action_encoder)
+            features, params["encoder"], params["critic"], joint_params,
+            params.get("action_encoder"))
         grad_features, grad_encoder_direct, grad_critic, grad_joint, grad_phi = grads
         (grad_encoder_via_features,) = encoder_vjp(grad_features)
         grad_encoder = jax.tree.map(jnp.add, grad_encoder_direct, grad_encoder_via_features)
@@ -314,13 +324,15 @@ class DrQV2Agent:
         metrics["encoder_grad_norm"] = optax.global_norm(grad_encoder)
         metrics["critic_grad_norm"] = optax.global_norm(grad_critic)
 
-        encoder, encoder_opt_state = _adam_step(self.encoder_opt, grad_encoder,
-                                                state.encoder_opt_state, params.encoder)
-        critic, critic_opt_state = _adam_step(self.critic_opt, grad_critic,
-                                              state.critic_opt_state, params.critic)
-        phi, phi_opt_state = params.action_encoder, state.action_encoder_opt_state
+        opt_states = dict(state.opt_states)
+        encoder, opt_states["encoder"] = _adam_step(self.encoder_opt, grad_encoder,
+                                                    opt_states["encoder"], params["encoder"])
+        critic, opt_states["critic"] = _adam_step(self.critic_opt, grad_critic,
+                                                  opt_states["critic"], params["critic"])
+        phi = params.get("action_encoder")
         if phi is not None:
-            phi, phi_opt_state = _adam_step(self.action_encoder_opt, grad_phi, phi_opt_state, phi)
+            phi, opt_states["action_encoder"] = _adam_step(
+                self.action_encoder_opt, grad_phi, opt_states["action_encoder"], phi)
         obj_params, obj_opt_states = dict(slots.params), dict(slots.opt_states)
         for o in joint:
             obj_params[o.name], obj_opt_states[o.name] = _adam_step(
@@ -329,18 +341,22 @@ class DrQV2Agent:
 
         # 5. actor, against the updated critic, on stopped features of the pre-update encoder.
         (_, actor_metrics), grad_actor = jax.value_and_grad(actor_loss, argnums=1, has_aux=True)(
-            nets, params.actor, critic, features, k_actor, std, cfg.stddev_clip,
+            nets, params["actor"], critic, features, k_actor, std, cfg.stddev_clip,
             None if phi is None else (lambda a: self.critic_action(phi, a)),
             modules.sample_weights(module_states, weigh_inputs("actor")))
-        actor, actor_opt_state = _adam_step(self.actor_opt, grad_actor, state.actor_opt_state,
-                                            params.actor)
+        actor, opt_states["actor"] = _adam_step(self.actor_opt, grad_actor, opt_states["actor"],
+                                                params["actor"])
         metrics.update(actor_metrics)
         metrics["actor_grad_norm"] = optax.global_norm(grad_actor)
         metrics["actor_std"] = jnp.asarray(std, jnp.float32)
 
         # 6. target critic.
-        critic_target = optax.incremental_update(critic, state.critic_target, cfg.critic_target_tau)
-        params = DrQV2Params(encoder=encoder, actor=actor, critic=critic, action_encoder=phi)
+        critic_target = optax.incremental_update(critic, params["critic_target"],
+                                                 cfg.critic_target_tau)
+        params = {"encoder": encoder, "actor": actor, "critic": critic,
+                  "critic_target": critic_target}
+        if phi is not None:
+            params["action_encoder"] = phi
 
         # 7. objectives with their own step over the (updated) encoder and their params.
         separate = [o for o in self.objectives if o.needs.separate_step]
@@ -357,21 +373,17 @@ class DrQV2Agent:
             (_, obj_metrics), grad = jax.value_and_grad(separate_loss, has_aux=True)(opt_params)
             opt_params, obj_opt_states[o.name] = _adam_step(
                 self.objective_opts[o.name], grad, obj_opt_states[o.name], opt_params)
-            params = params.replace(encoder=opt_params["encoder"],
-                                    action_encoder=opt_params.get("action_encoder"))
+            params = {**params, **{k: v for k, v in opt_params.items() if k != "aux"}}
             obj_params[o.name] = opt_params["aux"]
             metrics |= obj_metrics
             metrics[f"{o.name}/grad_norm"] = optax.global_norm(grad)
 
         obj_states = {o.name: o.update_state(slots.states[o.name], metrics)
                       for o in self.objectives}
-        state = DrQV2State(params=params, critic_target=critic_target,
-                           encoder_opt_state=encoder_opt_state, actor_opt_state=actor_opt_state,
-                           critic_opt_state=critic_opt_state,
+        state = DrQV2State(nets=params, opt_states=opt_states,
                            objectives=ObjectiveSlots(params=obj_params, opt_states=obj_opt_states,
                                                      states=obj_states),
-                           modules=module_states, update_count=state.update_count + 1,
-                           action_encoder_opt_state=phi_opt_state)
+                           modules=module_states, update_count=state.update_count + 1)
         # 8. modules that rewrite the state (shrink and perturb, optimiser resets).
         if modules.uses("after_update"):
             state = modules.after_update(state, jax.random.fold_in(key, 1), step)

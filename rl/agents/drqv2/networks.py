@@ -4,17 +4,14 @@ Plug-ins (TACO, DrM's V-network) call ``make_networks`` to get modules identical
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from rl.agents.drqv2.config import DrQV2Config
 from rl.core.nets import MLP, ConvEncoder, Trunk
-
-Params = Any
 
 
 class Actor(nn.Module):
@@ -42,16 +39,6 @@ class Critic(nn.Module):
         q1 = MLP((self.hidden_dim, self.hidden_dim), 1, name="q1")(h)
         q2 = MLP((self.hidden_dim, self.hidden_dim), 1, name="q2")(h)
         return q1[..., 0], q2[..., 0]
-
-
-@flax.struct.dataclass
-class DrQV2Params:
-    """The trained networks' parameters (each the ``{"params": ...}`` variables of its module)."""
-
-    encoder: Params
-    actor: Params
-    critic: Params
-    action_encoder: Params = None   # phi when the critic consumes encoded actions (TACO); else None
 
 
 class DrQV2Networks(NamedTuple):

@@ -22,6 +22,10 @@ Return indexing (``ImaginationConfig.return_indexing``) over an imagined traject
   V(s_{t+1}) + λ G_{t+1})``, so the return of s_t is the one its action a_t earns.
 Loss weights: ``w_t = prod_{i<t} k_i`` with ``k = gamma c`` (``weight_by_gamma``, Dreamer-v1) or
 ``k = c`` (DreamerV3; constant 1 without a continue head, as in the RePo port).
+
+The state's ``nets`` (``rl.agents.base``): ``world_model``, ``actor``, ``critic``, ``slow_critic``
+(EMA of the critic); ``opt_states``: ``world_model`` (one optimiser over the world model and
+the objectives' params, as ``(nets["world_model"], objective_params)``), ``actor``, ``critic``.
 """
 from __future__ import annotations
 
@@ -51,15 +55,10 @@ modules_lib.declare_host("imagination", PROVIDES)
 
 @struct.dataclass
 class ImaginationState:
-    wm_params: Params
+    nets: dict[str, Params]       # world_model, actor, critic, slow_critic
+    opt_states: dict[str, Any]    # world_model (over it and objective_params), actor, critic
     objective_params: Params      # {slot: params} of the objectives
     objective_state: Any          # {slot: extra state} (e.g. RePo's dual variable)
-    actor_params: Params
-    critic_params: Params
-    slow_critic_params: Params
-    model_opt_state: Any          # over (wm_params, objective_params)
-    actor_opt_state: Any
-    critic_opt_state: Any
     return_norm: ReturnNormalizer
     modules: dict[str, Any]       # per module: its state (rl.modules)
 
@@ -103,31 +102,42 @@ class ImaginationAgent:
         self.model_opt = _adam(cfg.model_lr, cfg.model_grad_clip, cfg.adam_eps)
         self.actor_opt = _adam(cfg.actor_lr, cfg.actor_grad_clip, cfg.adam_eps)
         self.critic_opt = _adam(cfg.critic_lr, cfg.critic_grad_clip, cfg.adam_eps)
+        self.optimizers = {"world_model": self.model_opt, "actor": self.actor_opt,
+                           "critic": self.critic_opt}          # keyed as state.opt_states
 
     # ---- Agent protocol ----------------------------------------------------------------------
+    def init_params(self, key: jax.Array) -> dict[str, Params]:
+        """Fresh params of the trained nets: ``world_model``, ``actor``, ``critic`` (the key
+        split as ``init`` splits it)."""
+        wm_key, _, actor_key, critic_key = jax.random.split(key, 4)
+        return {"world_model": self.wm.init(wm_key),
+                "actor": self.actor.init(actor_key, self.wm.feat_size),
+                "critic": self.critic.init(critic_key, self.wm.feat_size)}
+
+    def opt_params(self, state: ImaginationState) -> dict[str, Any]:
+        """The params each optimiser steps, keyed as ``state.opt_states``."""
+        return {"world_model": (state.nets["world_model"], state.objective_params),
+                "actor": state.nets["actor"], "critic": state.nets["critic"]}
+
     def init(self, key: jax.Array) -> ImaginationState:
-        wm_key, obj_key, actor_key, critic_key = jax.random.split(key, 4)
+        obj_key = jax.random.split(key, 4)[1]
         module_key = jax.random.fold_in(key, 1)   # a fold: the other keys stay as they were
-        wm_params = self.wm.init(wm_key)
+        nets = self.init_params(key)
         example = objective_lib.ObjectiveInputs(
             batch=None, features=jnp.zeros((1, 1, self.wm.feat_size), jnp.float32),
             model=self.wm)
         obj_params, obj_state = composition.init(self.objectives, obj_key, example)
-        actor_params = self.actor.init(actor_key, self.wm.feat_size)
-        critic_params = self.critic.init(critic_key, self.wm.feat_size)
+        # a copy: the loop donates the state and one buffer cannot be donated twice
+        nets["slow_critic"] = jax.tree.map(jnp.copy, nets["critic"])
         c = self.cfg.actor_critic
-        return ImaginationState(
-            wm_params=wm_params, objective_params=obj_params, objective_state=obj_state,
-            actor_params=actor_params, critic_params=critic_params,
-            # a copy: the loop donates the state and one buffer cannot be donated twice
-            slow_critic_params=jax.tree.map(jnp.copy, critic_params),
-            model_opt_state=self.model_opt.init((wm_params, obj_params)),
-            actor_opt_state=self.actor_opt.init(actor_params),
-            critic_opt_state=self.critic_opt.init(critic_params),
+        state = ImaginationState(
+            nets=nets, opt_states={}, objective_params=obj_params, objective_state=obj_state,
             return_norm=ReturnNormalizer.create(c.return_norm_decay, c.return_norm_low,
                                                 c.return_norm_high, c.return_norm_limit,
                                                 c.return_norm_method),
             modules=self.modules.init(module_key, self))
+        return state.replace(opt_states={name: self.optimizers[name].init(p)
+                                         for name, p in self.opt_params(state).items()})
 
     def initial_carry(self, num_envs: int) -> ImaginationCarry:
         return ImaginationCarry(self.wm.initial(num_envs),
@@ -139,13 +149,13 @@ class ImaginationAgent:
         """Filter ``obs [N,H,W,C]`` into the model's carry (reset where ``is_first``), then
         sample the actor (+ exploration noise) or take its mode."""
         obs_key, act_key, noise_key = jax.random.split(key, 3)
-        latent, feat = self.wm.step(state.wm_params, carry.latent, carry.prev_action, obs,
-                                    is_first, obs_key)
+        latent, feat = self.wm.step(state.nets["world_model"], carry.latent, carry.prev_action,
+                                    obs, is_first, obs_key)
         if explore:
-            action, _ = self.actor.sample(state.actor_params, feat, act_key)
+            action, _ = self.actor.sample(state.nets["actor"], feat, act_key)
             action = self._add_exploration(action, noise_key, state.modules, step)
         else:
-            action = self.actor.mode(state.actor_params, feat)
+            action = self.actor.mode(state.nets["actor"], feat)
         if not self.wm.discrete:
             action = jnp.clip(action, -1.0, 1.0)
         return self.wm.env_action(action), ImaginationCarry(latent, action)
@@ -174,7 +184,7 @@ class ImaginationAgent:
     def update(self, state: ImaginationState, batch: Any, key: jax.Array,
                step: jax.Array) -> tuple[ImaginationState, dict[str, jax.Array]]:
         model_key, actor_key = jax.random.split(key)
-        wm_params = state.wm_params   # imagination uses the model that made the posteriors
+        wm_params = state.nets["world_model"]   # imagination: the model that made the posteriors
         state, starts, metrics = self._model_step(state, batch, model_key)
         start = jax.lax.stop_gradient(starts)
         state, behaviour_metrics = self._behaviour_step(state, wm_params, start, actor_key)
@@ -200,17 +210,19 @@ class ImaginationAgent:
         return total, (self.wm.starts(out), {**out.metrics, **metrics, **loss_metrics}, each)
 
     def _model_step(self, state: ImaginationState, batch: Any, key: jax.Array):
-        trainable = (state.wm_params, state.objective_params)
+        trainable = (state.nets["world_model"], state.objective_params)
         (total, (starts, metrics, each)), grads = jax.value_and_grad(
             self.model_loss, has_aux=True)(trainable, state.objective_state, batch, key)
-        updates, opt_state = self.model_opt.update(grads, state.model_opt_state, trainable)
+        updates, opt_state = self.model_opt.update(grads, state.opt_states["world_model"],
+                                                   trainable)
         wm_params, obj_params = optax.apply_updates(trainable, updates)
         objective_state = composition.update_states(self.objectives, state.objective_state,
                                                     each)
         metrics = {f"wm/{k}": v for k, v in metrics.items()}
         metrics |= {"wm/loss": total, "wm/grad_norm": optax.global_norm(grads)}
-        state = state.replace(wm_params=wm_params, objective_params=obj_params,
-                              objective_state=objective_state, model_opt_state=opt_state)
+        state = state.replace(nets={**state.nets, "world_model": wm_params},
+                              opt_states={**state.opt_states, "world_model": opt_state},
+                              objective_params=obj_params, objective_state=objective_state)
         return state, starts, metrics
 
     # ---- behaviour ---------------------------------------------------------------------------
@@ -242,8 +254,8 @@ class ImaginationAgent:
             metrics["imag_intrinsic"] = jnp.mean(bonus)
             reward = reward + bonus
         discount = cfg.gamma * cont
-        values = self.critic.value(state.critic_params, value_feats)
-        slow_values = self.critic.value(state.slow_critic_params, value_feats)
+        values = self.critic.value(state.nets["critic"], value_feats)
+        slow_values = self.critic.value(state.nets["slow_critic"], value_feats)
         returns_fn = functools.partial(lambda_returns, lambda_=cfg.return_lambda,
                                        bootstrap=cfg.lambda_bootstrap)
         returns = returns_fn(reward, slow_values if c.slow_critic_target else values, discount)
@@ -283,26 +295,28 @@ class ImaginationAgent:
 
     def _behaviour_step(self, state: ImaginationState, wm_params: Params, start: Carry,
                         key: jax.Array):
+        nets, opt_states = state.nets, state.opt_states
         (actor_loss, aux), actor_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-            state.actor_params, wm_params, state, start, key)
-        updates, actor_opt_state = self.actor_opt.update(actor_grads, state.actor_opt_state,
-                                                         state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, updates)
+            nets["actor"], wm_params, state, start, key)
+        updates, actor_opt_state = self.actor_opt.update(actor_grads, opt_states["actor"],
+                                                         nets["actor"])
+        actor_params = optax.apply_updates(nets["actor"], updates)
         (critic_loss, critic_metrics), critic_grads = jax.value_and_grad(
-            self.critic_loss, has_aux=True)(state.critic_params, aux["critic_inputs"])
-        updates, critic_opt_state = self.critic_opt.update(critic_grads, state.critic_opt_state,
-                                                           state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, updates)
-        slow = optax.incremental_update(critic_params, state.slow_critic_params,
+            self.critic_loss, has_aux=True)(nets["critic"], aux["critic_inputs"])
+        updates, critic_opt_state = self.critic_opt.update(critic_grads, opt_states["critic"],
+                                                           nets["critic"])
+        critic_params = optax.apply_updates(nets["critic"], updates)
+        slow = optax.incremental_update(critic_params, nets["slow_critic"],
                                         1.0 - self.cfg.actor_critic.slow_critic_decay)
         metrics = {f"actor/{k}": v for k, v in aux["metrics"].items()}
         metrics |= {f"critic/{k}": v for k, v in critic_metrics.items()}
         metrics |= {"actor/loss": actor_loss, "actor/grad_norm": optax.global_norm(actor_grads),
                     "critic/loss": critic_loss,
                     "critic/grad_norm": optax.global_norm(critic_grads)}
-        state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state,
-                              critic_params=critic_params, critic_opt_state=critic_opt_state,
-                              slow_critic_params=slow, return_norm=aux["return_norm"])
+        state = state.replace(
+            nets={**nets, "actor": actor_params, "critic": critic_params, "slow_critic": slow},
+            opt_states={**opt_states, "actor": actor_opt_state, "critic": critic_opt_state},
+            return_norm=aux["return_norm"])
         return state, metrics
 
     # ---- videos ------------------------------------------------------------------------------
@@ -315,7 +329,7 @@ class ImaginationAgent:
         Empty without a decoder."""
         if not self.wm.has_decoder:
             return {}
-        params = state.wm_params
+        params = state.nets["world_model"]
         obs, actions = batch.obs[:num_sequences], batch.action[:num_sequences]
         length = obs.shape[1]
         context = max(1, min(self.cfg.report_context, length - 1))

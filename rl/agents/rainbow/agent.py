@@ -35,6 +35,10 @@ network, ``extras["project"]`` = the head's first layer of every stream without 
 projection, with gradient), ``extras["target_params"]``. ``sample`` draws ``TransitionWindows``
 (``full_window=False``: starts near an episode's end are kept; ``future_valid`` masks the steps
 after it) of the largest ``needs.window``; the C51 loss uses ``batch.transition``.
+
+The state's ``nets`` (``rl.agents.base``): ``online`` (the Q network's variables
+``{"params": {"encoder", "head"}}``: one clipped Adam over both, as the clip is on their joint
+norm) and ``target``; ``opt_states``: ``online``.
 """
 from __future__ import annotations
 
@@ -70,9 +74,8 @@ modules_lib.declare_host("rainbow", PROVIDES)
 
 @flax.struct.dataclass
 class RainbowState:
-    params: Any                 # online Q network variables {"params": {"encoder", "head"}}
-    target_params: Any          # target network (a copy after every update with the defaults)
-    opt_state: Any              # clip + Adam over params
+    nets: dict[str, Any]        # online Q network {"params": {"encoder", "head"}}, target
+    opt_states: dict[str, Any]  # online: clip + Adam
     objectives: ObjectiveSlots  # per objective (SPR: transition model, predictor)
     modules: dict[str, Any]     # per module: its state (rl.modules)
     update_count: jax.Array     # int32, updates done
@@ -106,6 +109,7 @@ class RainbowAgent:
         self.beta_schedule = parse_schedule(cfg.per_beta_schedule)
         self.opt = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                                optax.adam(cfg.lr, eps=cfg.adam_eps))
+        self.optimizers = {"online": self.opt}      # keyed as state.opt_states
         sides = [conv_output_size(side, cfg.encoder_kernels, cfg.encoder_strides,
                                   cfg.encoder_padding) for side in (height, width)]
         if min(sides) < 1:
@@ -115,20 +119,25 @@ class RainbowAgent:
         self.latent_shape = (*sides, cfg.encoder_channels[-1])
 
     # ------------------------------------------------------------------ state
-    def init_params(self, key: jax.Array) -> Any:
-        return self.nets.init(key, self.stacked_obs_shape)
+    def init_params(self, key: jax.Array) -> dict[str, Any]:
+        """Fresh params of the trained net: ``online``."""
+        return {"online": self.nets.init(key, self.stacked_obs_shape)}
+
+    def opt_params(self, state: RainbowState) -> dict[str, Any]:
+        """The params each optimiser steps, keyed as ``state.opt_states``."""
+        return {"online": state.nets["online"]}
 
     def init(self, key: jax.Array) -> RainbowState:
         key, k_params = jax.random.split(key)
-        params = jax.jit(self.init_params)(k_params)
+        params = jax.jit(self.init_params)(k_params)["online"]
         latent = jnp.zeros((1, *self.latent_shape), jnp.float32)
         example = ObjectiveInputs(batch=None, features=latent, extras={
             "project": lambda z: self.nets.project(params, z)})
         obj_params, obj_states = objectives_lib.init_params(self.objectives, key, example)
         return RainbowState(
-            params=params,
-            target_params=jax.tree.map(jnp.copy, params),   # no shared buffers: state is donated
-            opt_state=self.opt.init(params),
+            # no shared buffers: the state is donated
+            nets={"online": params, "target": jax.tree.map(jnp.copy, params)},
+            opt_states={"online": self.opt.init(params)},
             objectives=ObjectiveSlots(
                 params=obj_params, states=obj_states,
                 opt_states={name: self.opt.init(p) for name, p in obj_params.items()}),
@@ -150,7 +159,8 @@ class RainbowAgent:
             key: jax.Array, step: jax.Array, explore: bool) -> tuple[jax.Array, Any]:
         carry = frame_stack.push(carry, obs, is_first)
         k_noise, k_coin, k_random = jax.random.split(key, 3)
-        q = self.q_values(state.params, frame_stack.stacked(carry), k_noise if explore else None)
+        q = self.q_values(state.nets["online"], frame_stack.stacked(carry),
+                          k_noise if explore else None)
         greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
         epsilon = self.epsilon_schedule(step) if explore else self.cfg.eval_epsilon
         num_envs = greedy.shape[0]
@@ -192,12 +202,11 @@ class RainbowAgent:
                             target_key: jax.Array | None) -> jax.Array:
         """The projected C51 target ``[B, N]`` (no gradient) for prepared ``next_images``."""
         nets = self.nets
-        target_logits = nets.logits(state.target_params,
-                                    nets.encode(state.target_params, next_images), target_key)
+        online, target = state.nets["online"], state.nets["target"]
+        target_logits = nets.logits(target, nets.encode(target, next_images), target_key)
         target_probs = jax.nn.softmax(target_logits, axis=-1)
         if self.cfg.double_q:
-            online_logits = nets.logits(state.params, nets.encode(state.params, next_images),
-                                        online_key)
+            online_logits = nets.logits(online, nets.encode(online, next_images), online_key)
             next_action = jnp.argmax(nets.q_values(online_logits), axis=-1)
         else:
             next_action = jnp.argmax(jnp.sum(target_probs * nets.support, axis=-1), axis=-1)
@@ -229,7 +238,7 @@ class RainbowAgent:
                 "c51", batch, jax.lax.stop_gradient(latent), step))
             per_sample = cross_entropy if c51_weights is None else c51_weights * cross_entropy
             metrics = {}
-            inputs = self.objective_inputs(batch, latent, params, state.target_params, step)
+            inputs = self.objective_inputs(batch, latent, params, state.nets["target"], step)
             for o, k in zip(self.objectives, obj_keys):
                 maps, obj_metrics = o.loss(obj_params[o.name], slots.states[o.name], inputs, k)
                 total = objectives_lib.scaled(o, maps)
@@ -242,9 +251,10 @@ class RainbowAgent:
             return jnp.mean(weights * per_sample), (kl, metrics)
 
         (loss, (priorities, metrics)), (grads, obj_grads) = jax.value_and_grad(
-            loss_fn, argnums=(0, 1), has_aux=True)(state.params, slots.params)
-        updates, opt_state = self.opt.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+            loss_fn, argnums=(0, 1), has_aux=True)(state.nets["online"], slots.params)
+        updates, opt_state = self.opt.update(grads, state.opt_states["online"],
+                                             state.nets["online"])
+        params = optax.apply_updates(state.nets["online"], updates)
         obj_params, obj_opt_states = {}, {}
         for name, g in obj_grads.items():
             updates, obj_opt_states[name] = self.opt.update(g, slots.opt_states[name],
@@ -254,9 +264,9 @@ class RainbowAgent:
 
         count = state.update_count + 1
         due = count % cfg.target_update_period == 0
-        blended = optax.incremental_update(params, state.target_params, cfg.target_tau)
+        blended = optax.incremental_update(params, state.nets["target"], cfg.target_tau)
         target_params = jax.tree.map(lambda new, old: jnp.where(due, new, old), blended,
-                                     state.target_params)
+                                     state.nets["target"])
         metrics |= {"loss": loss, "grad_norm": optax.global_norm(grads),
                     "target_q_mean": jnp.mean(jnp.sum(target * nets.support, axis=-1)),
                     "batch_reward": jnp.mean(tr.reward.astype(jnp.float32)),
@@ -265,7 +275,8 @@ class RainbowAgent:
                     "epsilon": jnp.asarray(self.epsilon_schedule(step), jnp.float32)}
         obj_states = {o.name: o.update_state(slots.states[o.name], metrics)
                       for o in self.objectives}
-        state = RainbowState(params=params, target_params=target_params, opt_state=opt_state,
+        state = RainbowState(nets={"online": params, "target": target_params},
+                             opt_states={"online": opt_state},
                              objectives=ObjectiveSlots(params=obj_params,
                                                        opt_states=obj_opt_states,
                                                        states=obj_states),
