@@ -104,6 +104,11 @@ class AlignRunConfig:
         if self.checkpoint_step is not None and self.checkpoint_step < 0:
             raise ValueError(f"checkpoint_step={self.checkpoint_step!r}; must be >= 0 or null")
 
+    @property
+    def eval_seed(self) -> int:
+        """The eval envs' seed (the collection envs take ``seed`` and above)."""
+        return self.seed + config_lib.EVAL_SEED_OFFSET
+
 
 def register() -> None:
     """The train schemas (env/agent configs) and ``align_schema`` for conf/align.yaml."""
@@ -164,7 +169,7 @@ class PairedEnv:
 # ---- loading a run ----------------------------------------------------------------------------
 @dataclasses.dataclass
 class LoadedRun:
-    cfg: DictConfig           # the run's saved config
+    cfg: config_lib.RunConfig  # the run's saved config, resolved
     agent: Any                # ImaginationAgent
     state: Any                # its ImaginationState (one seed's copy)
     replay: Any               # the replay of its training env (that copy's block of envs)
@@ -172,19 +177,15 @@ class LoadedRun:
     meta: dict
 
 
-def objective_names(cfg: DictConfig) -> str:
+def objective_names(cfg: config_lib.RunConfig) -> str:
     """The trained run's objectives, e.g. ``"repo"`` or ``"repo+taco"`` (``"none"``)."""
-    return "+".join(o.name for o in (cfg.agent.get("objectives") or {}).values()) or "none"
+    return "+".join(o.name for o in (getattr(cfg.agent, "objectives", None) or {}).values()) \
+        or "none"
 
 
-def env_factory(cfg: DictConfig, **kwargs: Any) -> Callable[[], Any]:
+def env_factory(cfg: config_lib.RunConfig, **kwargs: Any) -> Callable[[], Any]:
     """A picklable maker of the run's env with its kwargs updated by ``kwargs``."""
-    from rl.envs import registry
-
-    merged = {**OmegaConf.to_container(cfg.env.kwargs), **kwargs}
-    return functools.partial(registry.make, cfg.env.name, size=cfg.env.size,
-                             action_repeat=cfg.env.action_repeat, convention=cfg.env.convention,
-                             **merged)
+    return cfg.env.maker(**kwargs)
 
 
 def load_run(run: str | pathlib.Path, step: int | None = None, seed_index: int = 0,
@@ -193,58 +194,42 @@ def load_run(run: str | pathlib.Path, step: int | None = None, seed_index: int =
     import jax
 
     from rl import replay as replay_lib
-    from rl.agents.seed_stack import SeedStack, member
     from rl.checkpoint import Checkpointer
 
     run_dir = pathlib.Path(run).absolute()
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
-        raise FileNotFoundError(f"run={str(run)!r}: no config.yaml in {run_dir}; pass the "
-                                "directory of a run started by experiments.train")
-    cfg = OmegaConf.merge(OmegaConf.structured(config_lib.Config), OmegaConf.load(saved))
-    if cfg.agent.name != "imagination":
-        raise ValueError(f"run={str(run)!r} trained agent.name={cfg.agent.name!r}; alignment "
+    saved = config_lib.saved_config(run_dir, f"run={str(run)!r}")
+    if saved.agent.name != "imagination":
+        raise ValueError(f"run={str(run)!r} trained agent.name={saved.agent.name!r}; alignment "
                          "re-trains a world model's encoder: it needs agent=imagination")
-    if not 0 <= seed_index < cfg.num_seeds:
-        raise ValueError(f"seed_index={seed_index}; the run has num_seeds={cfg.num_seeds}")
+    cfg = config_lib.resolve_saved(saved)
+    seeds = cfg.seeds
+    seeds.check_index(seed_index)
     if not (run_dir / "checkpoints").is_dir():
         raise FileNotFoundError(f"run={str(run)!r} has no checkpoints/ (trained with "
                                 "loop.checkpoints=false?): nothing to align")
-    agent_cfg = config_lib.agent_config(cfg)
-    _, agent_cls = config_lib.agent_class(cfg.agent.name)
-    env = env_factory(cfg)()
+    env = cfg.env.maker()()
     spec = env.spec
     env.close()
-    agent = agent_cls(agent_cfg, spec)
-    seeds = cfg.num_seeds
-    stacked = SeedStack(agent, seeds) if seeds > 1 else agent
-    total_envs = cfg.env.num_envs * seeds
-    capacity = cfg.loop.replay_capacity * seeds
+    agent = cfg.agent_class()(cfg.agent, spec)
+    stacked = seeds.wrap(agent)
     device = jax.devices()[0]
     sharding = jax.sharding.SingleDeviceSharding(device)
     key = jax.random.PRNGKey(0)
     shapes = jax.eval_shape(lambda k: {
         "agent": stacked.init(k),
-        "replay": replay_lib.init(spec, capacity, total_envs),
-        "key": k, "carry": stacked.initial_carry(total_envs)}, key)
+        "replay": replay_lib.init(spec, cfg.replay_capacity, seeds.total_envs,
+                                  priority_groups=seeds.priority_groups),
+        "key": k, "carry": stacked.initial_carry(seeds.total_envs)}, key)
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         shapes)
     checkpointer = Checkpointer(run_dir / "checkpoints", keep=1_000_000)
     try:
-        state, meta = checkpointer.restore(like, fingerprint=config_lib.fingerprint(cfg),
-                                           step=step)
+        state, meta = checkpointer.restore(like, fingerprint=cfg.fingerprint, step=step)
         step = checkpointer.latest_step() if step is None else step
     finally:
         checkpointer.close()
-    agent_state, replay = state["agent"], state["replay"]
-    if seeds > 1:
-        agent_state = member(agent_state, seed_index)
-        n = cfg.env.num_envs
-        block = slice(seed_index * n, (seed_index + 1) * n)
-        replay = replay.replace(**{f.name: getattr(replay, f.name)[block]
-                                   for f in dataclasses.fields(replay)
-                                   if f.name not in ("max_priority", "ptr", "size")},
-                                max_priority=replay.max_priority[seed_index:seed_index + 1])
+    agent_state = seeds.member(state["agent"], seed_index)
+    replay = seeds.replay_block(state["replay"], seed_index)
     print_fn(f"loaded {run_dir} at step {step} ({step * spec.action_repeat} frames; "
              f"objectives {objective_names(cfg)}); source replay {int(replay.size)} steps "
              f"x {replay.num_envs} envs")
@@ -350,7 +335,7 @@ def collect_pairs(agent: Any, act: Callable, state: Any, env: Any, steps: int, k
 def env_makers(cfg: AlignRunConfig, run: LoadedRun, make_source: Callable | None,
                make_target: Callable | None) -> tuple[Callable, Callable, dict, Any]:
     """Source and target env makers, the source kwargs and the target's (or "custom")."""
-    source_kwargs = OmegaConf.to_container(run.cfg.env.kwargs)
+    source_kwargs = dict(run.cfg.env.kwargs)
     if make_target is not None:
         return make_source or env_factory(run.cfg), make_target, source_kwargs, "custom"
     target_kwargs = {**source_kwargs, **cfg.target_env_kwargs}
@@ -409,7 +394,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
     logger = None
     try:
         try:
-            eval_target = vector(make_target, cfg.eval_envs, cfg.seed + 1_000_003)
+            eval_target = vector(make_target, cfg.eval_envs, cfg.eval_seed)
         except (TypeError, ValueError) as err:
             raise ValueError(f"cannot make the target env {run.cfg.env.name} with kwargs "
                              f"{target_kwargs} (target_env_kwargs={cfg.target_env_kwargs}): "
@@ -417,7 +402,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
         if (eval_target.spec.obs_shape, eval_target.spec.action) != (spec.obs_shape,
                                                                      spec.action):
             raise ValueError(f"the target env {eval_target.spec} does not fit the agent's {spec}")
-        eval_source = (vector(make_source, cfg.eval_envs, cfg.seed + 1_000_003)
+        eval_source = (vector(make_source, cfg.eval_envs, cfg.eval_seed)
                        if cfg.eval_source else None)
         out_dir = pathlib.Path(cfg.out_dir or pathlib.Path(cfg.run) / "align"
                                / time.strftime("%Y-%m-%d_%H%M%S")).absolute()
@@ -516,7 +501,7 @@ def align(cfg: DictConfig | AlignRunConfig, make_source: Callable[[], Any] | Non
             checkpointer.save(updates, {"agent": adapted},
                               {"source_run": str(pathlib.Path(cfg.run).absolute()),
                                "source_step": run.step, "updates": updates,
-                               "fingerprint": config_lib.fingerprint(run.cfg)})
+                               "fingerprint": run.cfg.fingerprint})
             checkpointer.close()
         result = {
             "run": str(pathlib.Path(cfg.run).absolute()), "checkpoint_step": run.step,

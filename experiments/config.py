@@ -1,21 +1,30 @@
-"""Hydra structured configs: the schema every composed config is validated against.
+"""The run config: the Hydra schema a composed config is validated against, and ``resolve``,
+which turns the composed config into one frozen ``RunConfig`` right after composition.
 
 Typed dataclasses (registered in Hydra's ConfigStore) make a typo or a wrong type an error at
-composition time. Agent configs are mirrored from each agent's own frozen config dataclass, so
-the field list lives in one place (the agent module) and Hydra just validates against it.
+composition time. Every schema node is mirrored from a frozen config dataclass (the env's and
+the logger's here, each agent's own, ``rl.loop.LoopConfig``), so a field list lives in one
+place and Hydra just validates against it. ``RunConfig`` holds those frozen dataclasses and every
+derived value (the resolved action repeat, the replay capacity cut to the frame budget, the
+per-seed layout, the eval seed, the checkpoint fingerprint), computed once in ``resolve``;
+experiments.train, experiments.align and the Trainer read it and never the DictConfig.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
+import pathlib
 import typing
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rl.agents.seed_stack import SeedLayout
 from rl.loop import LoopConfig
 
 # agent name -> (module, config class, agent class); the loop only sees the Agent protocol
@@ -26,7 +35,11 @@ AGENTS: dict[str, tuple[str, str, str]] = {
 }
 
 
-@dataclasses.dataclass
+DEVICES = ("auto", "cpu", "gpu")
+EVAL_SEED_OFFSET = 1_000_003             # eval envs are seeded apart from the train envs
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvConfig:
     name: str = "toy/reach"
     size: Optional[int] = None               # None: the suite default (dmc 84, atari 84, toy 32)
@@ -37,8 +50,16 @@ class EnvConfig:
     workers: Optional[int] = None            # subprocesses when parallel (None: one per env)
     kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # suite-specific options
 
+    def maker(self, **kwargs: Any) -> Callable[[], Any]:
+        """A picklable maker of this env, its ``kwargs`` updated by ``kwargs``."""
+        from rl.envs import registry
 
-@dataclasses.dataclass
+        return functools.partial(registry.make, self.name, size=self.size,
+                                 action_repeat=self.action_repeat, convention=self.convention,
+                                 **{**self.kwargs, **kwargs})
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggerConfig:
     wandb_mode: str = "offline"              # offline | online | disabled
     project: str = "pixel-mbrl"
@@ -62,6 +83,13 @@ def _mirror_type(tp: Any) -> Any:
     if dataclasses.is_dataclass(tp):
         return mirror(tp)
     return tp
+
+
+def _is_named_configs(tp: Any, default: Any) -> bool:
+    """A ``dict[str, Any]`` field whose default holds configs (the objective list)."""
+    return (typing.get_origin(tp) is dict and typing.get_args(tp)[1:] == (Any,)
+            and isinstance(default, dict)
+            and all(dataclasses.is_dataclass(v) for v in default.values()))
 
 
 _MIRRORS: dict[type, type] = {}
@@ -138,12 +166,17 @@ def _from_node(cls: type, node: Any) -> Any:
     return cls(**kwargs)
 
 
+_EnvNode = mirror(EnvConfig)
+_LoggerNode = mirror(LoggerConfig)
+
+
 @dataclasses.dataclass
 class Config:
-    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    """The schema of a composed config (``conf/config.yaml``)."""
+    env: _EnvNode = dataclasses.field(default_factory=_EnvNode)
     agent: Any = MISSING
     loop: Any = dataclasses.field(default_factory=lambda: mirror(LoopConfig)())
-    logger: LoggerConfig = dataclasses.field(default_factory=LoggerConfig)
+    logger: _LoggerNode = dataclasses.field(default_factory=_LoggerNode)
     seed: int = 1
     num_seeds: int = 1                       # independent copies vmapped in this one process
     resume: Optional[str] = None             # a run directory to continue
@@ -182,13 +215,6 @@ def named_config_class(field: str, name: str) -> type:
 
 # ---- objectives: ``agent.objectives.<slot>``, one per ``conf/objective`` option --------------
 OBJECTIVES = "objectives"
-
-
-def _is_named_configs(tp: Any, default: Any) -> bool:
-    """A ``dict[str, Any]`` field whose default holds configs (the objective list)."""
-    return (typing.get_origin(tp) is dict and typing.get_args(tp)[1:] == (Any,)
-            and isinstance(default, dict)
-            and all(dataclasses.is_dataclass(v) for v in default.values()))
 
 
 def objective_configs(node: Any) -> dict[str, Any]:
@@ -248,13 +274,11 @@ def loop_config(cfg: DictConfig) -> LoopConfig:
     return _from_node(LoopConfig, cfg.loop)
 
 
-def replay_capacity(cfg: DictConfig, action_repeat: int) -> int:
-    """The configured capacity, cut to what the run's frame budget can fill (so short runs do
-    not allocate or checkpoint a 1M-slot buffer). Fixed at the start: a resumed run that gets
-    a larger ``loop.frames`` keeps this capacity and the ring wraps."""
-    num_envs = cfg.env.num_envs
-    fillable = (cfg.loop.frames // action_repeat // num_envs + 1) * num_envs
-    return min(cfg.loop.replay_capacity, fillable)
+def fillable_capacity(capacity: int, frames: int, action_repeat: int, num_envs: int) -> int:
+    """``capacity`` cut to what a frame budget can fill (so short runs do not allocate or
+    checkpoint a 1M-slot buffer); all counts per seed."""
+    fillable = (frames // action_repeat // num_envs + 1) * num_envs
+    return min(capacity, fillable)
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -262,3 +286,112 @@ def fingerprint(cfg: DictConfig) -> str:
     parts = {"env": OmegaConf.to_container(cfg.env), "agent": OmegaConf.to_container(cfg.agent),
              "replay": cfg.loop.replay_capacity, "num_seeds": cfg.num_seeds}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---- the resolved run -------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One run, resolved once from its composed config (``resolve``); read-only from then on.
+
+    Counts are per seed, as in the config (``env.num_envs``, ``loop.eval_envs``,
+    ``loop.replay_capacity``); ``seeds`` lays the copies out over the envs, the replay, the
+    priority groups and the loggers.
+    """
+    env: EnvConfig
+    agent_name: str
+    agent: Any                 # the agent's own frozen config (DrQV2Config, ...)
+    loop: LoopConfig           # replay_capacity: as allocated (cut to the frame budget)
+    logger: LoggerConfig
+    seed: int
+    num_seeds: int
+    resume: Optional[str]      # the run directory being continued (absolute)
+    run_dir: str
+    device: str                # auto | cpu | gpu
+    share_device: bool
+    action_repeat: int         # env.action_repeat, or the suite's/convention's default
+    fingerprint: str           # of the checkpointed state's shapes (``fingerprint``)
+    yaml: str = dataclasses.field(repr=False)   # <run_dir>/config.yaml: the resolved config
+
+    @property
+    def seeds(self) -> SeedLayout:
+        """Which envs, eval envs, replay rows, priority group and logger are each copy's."""
+        return SeedLayout(self.num_seeds, self.env.num_envs, self.loop.eval_envs)
+
+    @property
+    def eval_seed(self) -> int:
+        """The eval envs' seed (the train envs take ``seed``)."""
+        return self.seed + EVAL_SEED_OFFSET
+
+    @property
+    def replay_capacity(self) -> int:
+        """Transitions of the one replay shared by every copy."""
+        return self.seeds.replay_capacity(self.loop.replay_capacity)
+
+    def agent_class(self) -> type:
+        return agent_class(self.agent_name)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain containers (what the loggers record)."""
+        return OmegaConf.to_container(OmegaConf.create(self.yaml))
+
+    def save(self, path: str | pathlib.Path) -> None:
+        pathlib.Path(path).write_text(self.yaml, encoding="utf-8")
+
+
+def saved_config(run_dir: str | pathlib.Path, label: str) -> DictConfig:
+    """A run's saved ``config.yaml`` under the schema; ``label`` names the argument that
+    pointed at ``run_dir`` in the error for a directory without one."""
+    run_dir = pathlib.Path(run_dir).absolute()
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        raise FileNotFoundError(f"{label}: no config.yaml in {run_dir}; pass the directory of "
+                                "a run started by experiments.train")
+    return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(saved))
+
+
+def load_resumed(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
+    """The run's saved config, plus this command's overrides (e.g. a larger ``loop.frames``)."""
+    run_dir = pathlib.Path(cfg.resume).absolute()
+    resumed = saved_config(run_dir, f"resume={cfg.resume!r}")
+    extra = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+    if extra:
+        resumed = OmegaConf.merge(resumed, OmegaConf.from_dotlist(extra))
+    resumed.resume = str(run_dir)
+    resumed.run_dir = str(run_dir)
+    return resumed
+
+
+def resolve(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunConfig:
+    """The composed config as a ``RunConfig``. With ``resume``: the saved config of that run
+    plus ``overrides`` (the command line's ``key=value`` pairs); its replay keeps the capacity
+    it was allocated (a resumed run that gets a larger ``loop.frames`` wraps its ring). ``cfg``
+    itself is left as it is."""
+    if cfg.resume:
+        return _resolved(load_resumed(cfg, overrides), fresh=False)
+    return _resolved(copy.deepcopy(cfg), fresh=True)
+
+
+def resolve_saved(cfg: DictConfig) -> RunConfig:
+    """A run's saved config (``saved_config``) as that run resolved it."""
+    return _resolved(copy.deepcopy(cfg), fresh=False)
+
+
+def _resolved(cfg: DictConfig, fresh: bool) -> RunConfig:
+    from rl.envs import registry
+
+    if cfg.device not in DEVICES:
+        raise ValueError(f"device={cfg.device!r}; allowed: {', '.join(DEVICES)}")
+    agent_cfg = agent_config(cfg)
+    loop_config(cfg).validate()
+    if cfg.num_seeds < 1:
+        raise ValueError(f"num_seeds={cfg.num_seeds}; must be >= 1")
+    env = _from_node(EnvConfig, cfg.env)
+    repeat = registry.action_repeat(env.name, env.action_repeat, env.convention, **env.kwargs)
+    if fresh:   # the saved config records the replay actually allocated
+        cfg.loop.replay_capacity = fillable_capacity(cfg.loop.replay_capacity, cfg.loop.frames,
+                                                     repeat, env.num_envs)
+    return RunConfig(env=env, agent_name=cfg.agent.name, agent=agent_cfg, loop=loop_config(cfg),
+                     logger=_from_node(LoggerConfig, cfg.logger), seed=cfg.seed,
+                     num_seeds=cfg.num_seeds, resume=cfg.resume, run_dir=cfg.run_dir,
+                     device=cfg.device, share_device=cfg.share_device, action_repeat=repeat,
+                     fingerprint=fingerprint(cfg), yaml=OmegaConf.to_yaml(cfg, resolve=True))

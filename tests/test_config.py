@@ -118,3 +118,92 @@ def test_taco_objective_on_a_world_model_composes():
                                              "agent.objectives.taco.loss_scales.curl=0"))
     assert list(on_wm.objectives) == ["repo", "taco"]
     assert on_wm.objectives["repo"].target_kl == 3.0
+
+
+# ---- the resolved run config ------------------------------------------------------------------
+def test_the_run_config_is_frozen(tmp_path):
+    import dataclasses
+
+    run = config_lib.resolve(_compose("env=toy/reach", f"run_dir={tmp_path}"))
+    for assign in (lambda: setattr(run, "seed", 2), lambda: setattr(run, "num_seeds", 3),
+                   lambda: setattr(run.env, "num_envs", 4),
+                   lambda: setattr(run.loop, "replay_capacity", 10),
+                   lambda: setattr(run.agent, "lr", 1.0),
+                   lambda: setattr(run.logger, "wandb_mode", "online")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            assign()
+
+
+@pytest.mark.parametrize("num_seeds", [1, 3])
+def test_derived_values_are_resolved_once(tmp_path, num_seeds):
+    from rl.loop import LoopConfig
+
+    cfg = _compose("env=toy/reach", "agent=drqv2", "env.num_envs=2", "loop.eval_envs=5",
+                   "loop.frames=1000", "loop.replay_capacity=100000", f"num_seeds={num_seeds}",
+                   "seed=7", f"run_dir={tmp_path}")
+    run = config_lib.resolve(cfg)
+    assert cfg.loop.replay_capacity == 100_000          # the composed config is left alone
+    assert isinstance(run.loop, LoopConfig) and type(run.agent).__name__ == "DrQV2Config"
+    assert run.action_repeat == 1                        # toy's default
+    # per seed: cut to what 1000 frames of 2 envs fill, (1000 // 2 + 1) * 2 slots
+    assert run.loop.replay_capacity == 1002
+    assert run.replay_capacity == 1002 * num_seeds
+    seeds = run.seeds
+    assert (seeds.num_seeds, seeds.envs_per_seed, seeds.eval_envs_per_seed) == (num_seeds, 2, 5)
+    assert (seeds.total_envs, seeds.total_eval_envs) == (2 * num_seeds, 5 * num_seeds)
+    assert seeds.stacked == (num_seeds > 1) and seeds.priority_groups == num_seeds
+    assert (run.seed, run.eval_seed) == (7, 7 + config_lib.EVAL_SEED_OFFSET)
+    # the fingerprint and the saved YAML are those of the config with the capacity it allocated
+    saved = OmegaConf.create(run.yaml)
+    assert saved.loop.replay_capacity == 1002 and saved.num_seeds == num_seeds
+    assert run.fingerprint == config_lib.fingerprint(saved)
+    assert run.to_dict()["env"]["num_envs"] == 2
+
+
+def test_resolution_of_a_resumed_run_keeps_its_capacity(tmp_path):
+    run = config_lib.resolve(_compose("env=toy/reach", "loop.frames=100", f"run_dir={tmp_path}"))
+    run.save(tmp_path / "config.yaml")
+    resumed = config_lib.resolve(_compose(f"resume={tmp_path}"), ["loop.frames=5000"])
+    assert resumed.loop.frames == 5000 and resumed.resume == str(tmp_path)
+    assert resumed.loop.replay_capacity == run.loop.replay_capacity == 101   # not re-cut
+    assert resumed.fingerprint == run.fingerprint
+    assert config_lib.resolve_saved(config_lib.saved_config(tmp_path, "x")) == run
+
+
+def test_action_repeat_is_resolved_without_making_the_env(tmp_path):
+    from rl.envs import registry
+
+    for repeat, extra in ((1, []), (3, ["env.action_repeat=3"])):
+        cfg = _compose("env=toy/reach", f"run_dir={tmp_path}", *extra)
+        assert config_lib.resolve(cfg).action_repeat == repeat
+    assert registry.action_repeat("dmc/walker_walk") == 2
+    assert registry.action_repeat("dmc/cheetah_run", convention="planet") == 4
+    assert registry.action_repeat("dmc/cartpole_swingup", convention="planet") == 8
+    assert registry.action_repeat("atari/Pong") == 4
+    assert registry.action_repeat("atari/Pong", frame_skip=2) == 2
+    assert registry.action_repeat("adroit/door") == 2
+    assert registry.make("toy/reach").spec.action_repeat == registry.action_repeat("toy/reach")
+
+
+def test_the_run_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="device='tpu'"):
+        config_lib.resolve(_compose("device=tpu"))
+    with pytest.raises(ValueError, match="num_seeds=0; must be >= 1"):
+        config_lib.resolve(_compose("num_seeds=0"))
+
+
+@pytest.mark.parametrize("num_seeds", [1, 3])
+def test_one_logger_per_seed(tmp_path, num_seeds):
+    from experiments.train import make_loggers
+
+    run = config_lib.resolve(_compose(f"num_seeds={num_seeds}", "logger.wandb_mode=disabled",
+                                      f"run_dir={tmp_path}"))
+    loggers = make_loggers(run, tmp_path, None)
+    try:
+        assert len(loggers) == num_seeds
+        dirs = [logger.run_dir for logger in loggers]
+        assert dirs == ([tmp_path] if num_seeds == 1
+                        else [tmp_path / f"seed_{k}" for k in range(num_seeds)])
+    finally:
+        for logger in loggers:
+            logger.close()

@@ -162,10 +162,10 @@ def test_trace_covers_the_requested_iterations_and_summarises(tmp_path):
 
 
 def test_trace_without_a_directory_is_refused():
-    from rl.loop import _LoopTrace
+    from rl.trace import LoopTrace
 
     with pytest.raises(ValueError, match="trace_at_frames"):
-        _LoopTrace(None, 10, 4, print)
+        LoopTrace(None, 10, 4, print)
 
 
 def test_a_run_that_ends_mid_trace_stops_it_with_the_iterations_done(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from rl import replay as replay_lib
 from rl.agents.drqv2 import DrQV2Agent, DrQV2Config
-from rl.agents.seed_stack import SeedStack, member
+from rl.agents.seed_stack import SeedLayout, SeedStack, member
 from rl.core.types import ActionSpec, EnvSpec
 from rl.loop import make_update_fn
 
@@ -156,3 +156,67 @@ def test_prioritized_copies_write_their_own_priorities(mode):
                  np.zeros(total, bool), np.zeros(total, bool))
     newest = np.asarray(replay.priority)[:, int(replay.ptr) - 1]
     np.testing.assert_allclose(newest, np.repeat(maxima, ENVS_PER_SEED))
+
+
+# ---- the host-side layout ---------------------------------------------------------------------
+def test_layout_env_blocks_and_totals():
+    layout = SeedLayout(SEEDS, ENVS_PER_SEED, eval_envs_per_seed=4)
+    assert (layout.total_envs, layout.total_eval_envs) == (SEEDS * ENVS_PER_SEED, SEEDS * 4)
+    assert [layout.env_block(s) for s in range(SEEDS)] == [slice(0, 2), slice(2, 4), slice(4, 6)]
+    assert [layout.seed_of_env(e) for e in range(layout.total_envs)] == [0, 0, 1, 1, 2, 2]
+    assert layout.replay_capacity(100) == 300 and layout.eval_groups == SEEDS
+    assert SeedLayout.of_envs(SEEDS, 6, 12) == layout
+    with pytest.raises(ValueError, match="env has 7 envs; num_seeds=3 needs a multiple"):
+        SeedLayout.of_envs(SEEDS, 7, 12)
+    with pytest.raises(ValueError, match="num_seeds=0; must be an int >= 1"):
+        SeedLayout(0, 1, 1)
+    with pytest.raises(ValueError, match="seed_index=3; the run has num_seeds=3"):
+        layout.env_block(3)
+
+
+def test_layout_fans_out_one_logger_per_seed(tmp_path):
+    import pathlib
+
+    layout = SeedLayout(SEEDS, ENVS_PER_SEED, 1)
+    assert layout.log_dirs(tmp_path) == [tmp_path / f"seed_{k}" for k in range(SEEDS)]
+    assert layout.run_names("run") == ["run-seed_0", "run-seed_1", "run-seed_2"]
+    layout.check_loggers([object()] * SEEDS)
+    with pytest.raises(ValueError, match="num_seeds=3 needs one logger per seed, got 1"):
+        layout.check_loggers([object()])
+    single = SeedLayout(1, 4, 1)
+    assert single.log_dirs(pathlib.Path("r")) == [pathlib.Path("r")]
+    assert single.run_names("run") == ["run"]
+
+
+def test_layout_priority_groups_match_the_replay_blocks():
+    layout = SeedLayout(SEEDS, ENVS_PER_SEED, 1)
+    replay = replay_lib.init(SPEC, capacity=layout.replay_capacity(32), num_envs=layout.total_envs,
+                             priority_groups=layout.priority_groups)
+    assert replay.max_priority.shape == (SEEDS,)
+    tagged = env_tagged_replay().replace(
+        max_priority=jnp.arange(SEEDS, dtype=jnp.float32))
+    for s in range(SEEDS):
+        block = layout.replay_block(tagged, s)
+        assert block.num_envs == ENVS_PER_SEED and block.max_priority.tolist() == [float(s)]
+        filled = np.asarray(block.obs[:, :int(block.size)])
+        assert set(np.unique(filled)) == {2 * s, 2 * s + 1}
+        assert int(block.ptr) == int(tagged.ptr) and int(block.size) == int(tagged.size)
+    shared = env_tagged_replay()       # one priority group: every copy keeps the shared one
+    assert layout.replay_block(shared, 1).max_priority.shape == (1,)
+
+
+def test_the_single_seed_layout_is_the_identity():
+    agent = DrQV2Agent(CFG, SPEC)
+    single = SeedLayout(1, 4, 2)
+    assert not single.stacked and single.wrap(agent) is agent
+    assert single.priority_groups == single.eval_groups == 1
+    assert single.replay_capacity(50) == 50 and single.total_envs == 4
+    value, tree = jnp.arange(3.0), {"w": jnp.ones((3, 2))}
+    assert single.of_seed(value, 0) is value and single.member(tree, 0) is tree
+    replay = env_tagged_replay()
+    assert single.replay_block(replay, 0) is replay
+    stacked = SeedLayout(SEEDS, ENVS_PER_SEED, 1)
+    wrapped = stacked.wrap(agent, "vmap")
+    assert isinstance(wrapped, SeedStack) and wrapped.update_mode == "vmap"
+    assert float(stacked.of_seed(value, 2)) == 2.0
+    chex.assert_shape(stacked.member(tree, 1)["w"], (2,))

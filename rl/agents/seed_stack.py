@@ -11,11 +11,18 @@ seeds: on a GPU that avoids S processes time-slicing it.
 
 Copy ``s`` is an independent run, but not bit-identical to a separate run with another ``seed``:
 its keys come from splitting one key S ways and its envs are seeded by their global index.
+
+``SeedLayout`` is the host side of the same arrangement (which envs, eval envs, replay block,
+priority group and logger belong to which copy); the loop and experiments.train ask it rather
+than doing the arithmetic. With one seed it is the identity layout and ``wrap`` returns the
+agent itself: the single-seed path has no seed axis and no ``SeedStack``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any
+import pathlib
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +48,122 @@ def _merge_envs(tree: Any) -> Any:
 def member(tree: Any, index: int) -> Any:
     """Copy ``index``'s slice of a stacked pytree (state, metrics, batch)."""
     return jax.tree.map(lambda x: x[index], tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedLayout:
+    """Which part of a run belongs to which of ``num_seeds`` copies: copy ``s`` owns train envs
+    ``s*envs_per_seed .. (s+1)*envs_per_seed - 1`` (and the same block of the replay), the same
+    block of ``eval_envs_per_seed`` eval envs, priority group ``s``, logger ``s`` and slice ``s``
+    of every stacked value. Every count a run's config gives (envs, eval envs, replay capacity,
+    budgets) is per copy; the totals come from here."""
+
+    num_seeds: int = 1
+    envs_per_seed: int = 1
+    eval_envs_per_seed: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("num_seeds", "envs_per_seed", "eval_envs_per_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}; must be an int >= 1")
+
+    @classmethod
+    def of_envs(cls, num_seeds: int, num_envs: int, eval_envs: int) -> "SeedLayout":
+        """The layout of vector envs of ``num_envs`` (train) and ``eval_envs`` envs in total."""
+        for name, total in (("env", num_envs), ("eval_env", eval_envs)):
+            if total % num_seeds:
+                raise ValueError(f"{name} has {total} envs; num_seeds={num_seeds} needs a "
+                                 f"multiple of it (one equal block per seed)")
+        return cls(num_seeds, num_envs // num_seeds, eval_envs // num_seeds)
+
+    @property
+    def stacked(self) -> bool:
+        """Whether the agent runs as a ``SeedStack`` (values carry a leading seed axis)."""
+        return self.num_seeds > 1
+
+    @property
+    def total_envs(self) -> int:
+        return self.num_seeds * self.envs_per_seed
+
+    @property
+    def total_eval_envs(self) -> int:
+        return self.num_seeds * self.eval_envs_per_seed
+
+    @property
+    def priority_groups(self) -> int:
+        """Max-priority groups of the shared replay (``rl.replay.init``): one per copy."""
+        return self.num_seeds
+
+    @property
+    def eval_groups(self) -> int:
+        """Blocks of the eval env evaluated apart (``rl.evaluate.evaluate``): one per copy."""
+        return self.num_seeds
+
+    def replay_capacity(self, per_seed: int) -> int:
+        """Transitions of the shared replay for ``per_seed`` transitions per copy."""
+        return per_seed * self.num_seeds
+
+    def env_block(self, seed_index: int) -> slice:
+        """Copy ``seed_index``'s train envs (and rows of the replay)."""
+        self.check_index(seed_index)
+        return slice(seed_index * self.envs_per_seed, (seed_index + 1) * self.envs_per_seed)
+
+    def seed_of_env(self, env_index: int) -> int:
+        """The copy that owns train env ``env_index``."""
+        return int(env_index) // self.envs_per_seed
+
+    def of_seed(self, value: Any, seed_index: int) -> Any:
+        """Copy ``seed_index``'s entry of a stacked value (a metric); the value itself with
+        one seed."""
+        return value[seed_index] if self.stacked else value
+
+    def member(self, tree: Any, seed_index: int) -> Any:
+        """Copy ``seed_index``'s slice of a stacked pytree (an agent state); the tree itself
+        with one seed."""
+        self.check_index(seed_index)
+        return member(tree, seed_index) if self.stacked else tree
+
+    def replay_block(self, replay: ReplayState, seed_index: int) -> ReplayState:
+        """Copy ``seed_index``'s replay: its envs' rows and its max priority (a replay with a
+        single priority group keeps it); the replay itself with one seed."""
+        self.check_index(seed_index)
+        if not self.stacked:
+            return replay
+        block = self.env_block(seed_index)
+        groups = replay.max_priority.shape[0]
+        rows = {name: getattr(replay, name)[block] for name in replay.__dataclass_fields__
+                if name not in _SHARED_REPLAY_FIELDS + ("max_priority",)}
+        max_priority = (replay.max_priority if groups == 1
+                        else replay.max_priority[seed_index:seed_index + 1])
+        return replay.replace(**rows, max_priority=max_priority)
+
+    def log_dirs(self, run_dir: pathlib.Path) -> list[pathlib.Path]:
+        """One log directory per copy: the run directory, or ``seed_<k>/`` in it."""
+        run_dir = pathlib.Path(run_dir)
+        if not self.stacked:
+            return [run_dir]
+        return [run_dir / f"seed_{k}" for k in range(self.num_seeds)]
+
+    def run_names(self, name: str) -> list[str]:
+        """One (W&B) run name per copy: ``name``, or ``<name>-seed_<k>``."""
+        if not self.stacked:
+            return [name]
+        return [f"{name}-seed_{k}" for k in range(self.num_seeds)]
+
+    def check_loggers(self, loggers: Sequence[Any]) -> None:
+        if len(loggers) != self.num_seeds:
+            raise ValueError(f"num_seeds={self.num_seeds} needs one logger per seed, got "
+                             f"{len(loggers)}")
+
+    def wrap(self, agent: Agent, update_mode: str = "map") -> Agent:
+        """The agent acting for every copy: a ``SeedStack``, or ``agent`` itself for one."""
+        return SeedStack(agent, self.num_seeds, update_mode) if self.stacked else agent
+
+    def check_index(self, seed_index: int) -> None:
+        """Refuses an index that names no copy."""
+        if not 0 <= seed_index < self.num_seeds:
+            raise ValueError(f"seed_index={seed_index}; the run has num_seeds={self.num_seeds}")
 
 
 class SeedStack:

@@ -79,13 +79,34 @@ def make(name: str, *, size: int | None = None, action_repeat: int | None = None
         from rl.envs.adroit import AdroitEnv
 
         return AdroitEnv(task, size=size or 84,
-                         action_repeat=2 if action_repeat is None else action_repeat,
-                         **suite_kwargs)
+                         action_repeat=ACTION_REPEAT[suite] if action_repeat is None
+                         else action_repeat, **suite_kwargs)
     from rl.envs.toy import ToyReachEnv
 
     return ToyReachEnv(task, size=size or 32,
-                       action_repeat=1 if action_repeat is None else action_repeat,
-                       **suite_kwargs)
+                       action_repeat=ACTION_REPEAT[suite] if action_repeat is None
+                       else action_repeat, **suite_kwargs)
+
+
+ACTION_REPEAT = {"adroit": 2, "toy": 1}   # dmc and atari: per convention (and task)
+
+
+def action_repeat(name: str, action_repeat: int | None = None, convention: str | None = None,
+                  **suite_kwargs: Any) -> int:
+    """The action repeat ``make`` gives the env (the same arguments), without making it or
+    importing a simulator."""
+    if action_repeat is not None:
+        return action_repeat
+    suite, task = _split(name)
+    if suite == "dmc":
+        from rl.envs.dmc import default_action_repeat, resolve_task
+
+        return default_action_repeat(*resolve_task(task), convention or "drqv2")
+    if suite == "atari":
+        from rl.envs.atari import AtariConfig
+
+        return AtariConfig.for_convention(convention or "spr", **suite_kwargs).frame_skip
+    return ACTION_REPEAT[suite]
 
 
 def eval_overrides(name: str) -> dict[str, Any]:
