@@ -8,6 +8,7 @@ from world_models.rssm import RSSM, LatentState
 from world_models.world_model import RSSMOutput, RSSMWorldModel
 
 register("rssm", RSSMWorldModel)
+import world_models.storm  # noqa: E402,F401  (registers "storm")
 
 __all__ = ["WorldModel", "ObserveOutput", "Imagined", "register", "unregister", "get", "names",
            "build", "WorldModelConfig", "RSSM", "LatentState", "RSSMWorldModel", "RSSMOutput"]
