@@ -9,7 +9,7 @@ cache behind the world-model protocol, registered as ``storm``.
 - ``actions.py``: env actions <-> action vectors;
 - ``model.py``: ``StormWorldModel`` and the decisions on the official code's quirks.
 """
-from world_models.base import register
+from rl.core.world_model import register
 from world_models.storm.config import StormConfig
 from world_models.storm.context import Context
 from world_models.storm.model import StormOutput, StormWorldModel

@@ -1,5 +1,5 @@
 """``StormWorldModel`` (registered as ``storm``): STORM (Zhang et al., NeurIPS 2023) behind the
-protocol of ``world_models.base``, trained by the imagination agent like any world model.
+protocol of ``rl.core.world_model``, trained by the imagination agent like any world model.
 
 Per frame t of a batch: ``z_t`` ~ q(. | o_t) (tokenizer), token t = (z_t, a_t) with a_t the
 action taken at o_t; the transformer output ``h_t`` after token t gives the prior of z_{t+1}, the
@@ -54,8 +54,9 @@ from flax import struct
 
 from rl.core import rollout as rollout_lib, symlog
 from rl.core.types import EnvSpec
-from world_models import conv, heads
-from world_models.base import Imagined, Policy
+from rl.core import heads
+from world_models import conv
+from rl.core.world_model import Imagined, Policy
 from world_models.storm import context as ctx_lib, losses as losses_lib, tokenizer
 from world_models.storm.actions import ActionCodec
 from world_models.storm.config import StormConfig
