@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from rl.core import symlog
 from rl.core import heads
-from rl.core.nets import dense_head
+from rl.core.nets import MLPHead
 
 Params = Any
 ACTOR_DISTS = ("tanh_normal", "bounded_normal")
@@ -98,18 +98,6 @@ class ActorCriticConfig:
         return grad
 
 
-class ActorNet(nn.Module):
-    layers: int
-    units: int
-    out_size: int
-    act: str = "elu"
-    norm: str = "none"
-
-    @nn.compact
-    def __call__(self, feat: jax.Array) -> jax.Array:
-        return dense_head(feat, self.layers, self.units, self.out_size, self.act, self.norm)
-
-
 class Actor:
     """Pure-function actor over features; action vectors in the model's action space."""
 
@@ -118,7 +106,7 @@ class Actor:
         self.action_dim = action_dim
         self.discrete = discrete
         out = action_dim if discrete else 2 * action_dim
-        self.net = ActorNet(cfg.actor_layers, cfg.actor_units, out, cfg.act, cfg.norm)
+        self.net = MLPHead(cfg.actor_layers, cfg.actor_units, out, cfg.act, cfg.norm)
 
     def init(self, key: jax.Array, feat_size: int) -> Params:
         return self.net.init(key, jnp.zeros((1, feat_size), jnp.float32))["params"]

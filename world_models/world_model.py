@@ -19,17 +19,17 @@ for continuous ones); ``action_vector`` turns them into model inputs (one-hot, o
 """
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from rl.core import kl as kl_lib, rollout as rollout_lib, symlog
+from rl.core.actions import ActionCodec
 from rl.core.types import EnvSpec
 from rl.core import heads
 from world_models import conv
-from rl.core.world_model import Imagined, Policy
+from rl.core.world_model import Imagined, Policy, WorldModelBase
 from world_models.config import WorldModelConfig
 from world_models.rssm import RSSM, LatentState
 
@@ -48,7 +48,7 @@ class RSSMOutput(NamedTuple):
     priors: LatentState              # [B, T, ...]
 
 
-class RSSMWorldModel:
+class RSSMWorldModel(WorldModelBase):
     Config = WorldModelConfig
 
     def __init__(self, cfg: WorldModelConfig, spec: EnvSpec):
@@ -58,13 +58,9 @@ class RSSMWorldModel:
         if len(self.image_shape) != 3:
             raise ValueError(f"WorldModel needs pixel observations (H, W, C), got obs_shape "
                              f"{spec.obs_shape}")
-        act = spec.action
-        self.discrete = act.discrete
-        self.action_dim = act.num_actions if act.discrete else int(math.prod(act.shape))
-        self._action_box = None
-        if not act.discrete and act.low is not None and act.high is not None \
-                and (act.low, act.high) != (-1.0, 1.0):
-            self._action_box = (float(act.low), float(act.high))
+        self.actions = ActionCodec(spec.action)
+        self.discrete = self.actions.discrete
+        self.action_dim = self.actions.dim
         self.embed_size = conv.encoder_embed_size(self.image_shape, cfg.cnn_depth,
                                                   cfg.encoder_kernels)
         self.encoder = conv.ConvEncoder(cfg.cnn_depth, cfg.encoder_kernels, cfg.cnn_act,
@@ -77,7 +73,7 @@ class RSSMWorldModel:
         self.rssm = RSSM(cfg, self.action_dim, self.embed_size)
         self.reward_head = heads.ScalarHead(cfg.reward_layers, cfg.head_units, cfg.reward_head,
                                             cfg.num_bins, cfg.head_act, cfg.head_norm)
-        self.continue_head = (heads.ContinueHead(cfg.continue_layers, cfg.head_units,
+        self.continue_head = (heads.continue_head(cfg.continue_layers, cfg.head_units,
                                                  cfg.head_act, cfg.head_norm)
                               if cfg.continue_head else None)
         self.bins = symlog.bins(cfg.num_bins, -cfg.bin_range, cfg.bin_range)
@@ -115,28 +111,6 @@ class RSSMWorldModel:
 
     def kl(self, post: LatentState, prior: LatentState) -> jax.Array:
         return self.rssm.kl(post, prior)
-
-    # ---- actions -----------------------------------------------------------------------------
-    def action_vector(self, action: jax.Array) -> jax.Array:
-        """Env actions ``[..., *A]`` -> model inputs ``[..., action_dim]`` (float32)."""
-        if self.discrete:
-            if not jnp.issubdtype(action.dtype, jnp.integer):
-                raise ValueError(f"discrete actions must be integer indices, got {action.dtype}")
-            return jax.nn.one_hot(action, self.action_dim, dtype=jnp.float32)
-        action = action.astype(jnp.float32)
-        if self._action_box is not None:
-            low, high = self._action_box
-            action = 2.0 * (action - low) / (high - low) - 1.0
-        return action
-
-    def env_action(self, action_vector: jax.Array) -> jax.Array:
-        """Model action vectors -> env actions (int32 index, or floats in the env's box)."""
-        if self.discrete:
-            return jnp.argmax(action_vector, -1).astype(jnp.int32)
-        if self._action_box is not None:
-            low, high = self._action_box
-            action_vector = (action_vector + 1.0) / 2.0 * (high - low) + low
-        return action_vector.reshape(action_vector.shape[:-1] + tuple(self.spec.action.shape))
 
     # ---- filtering ---------------------------------------------------------------------------
     def preprocess(self, obs: jax.Array) -> jax.Array:

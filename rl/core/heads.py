@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from rl.core import symlog
-from rl.core.nets import dense_head
+from rl.core.nets import MLPHead, dense_head
 
 SCALAR_KINDS = ("gaussian", "twohot")
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -47,17 +47,9 @@ class ScalarHead(nn.Module):
                           out_init=nn.initializers.zeros)
 
 
-class ContinueHead(nn.Module):
+def continue_head(layers: int, units: int, act: str = "elu", norm: str = "none") -> MLPHead:
     """``[..., F] -> [...]`` Bernoulli logits of "the episode continues"."""
-
-    layers: int
-    units: int
-    act: str = "elu"
-    norm: str = "none"
-
-    @nn.compact
-    def __call__(self, feat: jax.Array) -> jax.Array:
-        return dense_head(feat, self.layers, self.units, 1, self.act, self.norm)[..., 0]
+    return MLPHead(layers, units, 1, act, norm, squeeze=True)
 
 
 def scalar_loss(kind: str, out: jax.Array, target: jax.Array, bin_centres: jax.Array) -> jax.Array:

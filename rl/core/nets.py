@@ -202,3 +202,20 @@ def dense_head(x: jax.Array, layers: int, units: int, out_size: int, act: str = 
     scope (params ``trunk``, ``out``): the one shape of every actor, critic and head MLP."""
     x = DenseStack(layers, units, act, norm, name="trunk")(x)
     return nn.Dense(out_size, kernel_init=out_init, name="out")(x)
+
+
+class MLPHead(nn.Module):
+    """``dense_head`` as a module: ``[..., F] -> [..., out_size]`` (``[...]`` with ``squeeze``
+    and ``out_size`` 1). Actors and the continue/termination heads."""
+
+    layers: int
+    units: int
+    out_size: int
+    act: str = "elu"
+    norm: str = "none"
+    squeeze: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = dense_head(x, self.layers, self.units, self.out_size, self.act, self.norm)
+        return out[..., 0] if self.squeeze else out

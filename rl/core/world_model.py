@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import jax
 
+from rl.core.actions import ActionCodec
 from rl.core.registry import Registry
 from rl.core.rollout import Rollout
 from rl.core.types import EnvSpec
@@ -89,6 +90,21 @@ class WorldModel(Protocol):
 
     def env_action(self, action_vector: jax.Array) -> jax.Array:
         """Action vectors -> env actions."""
+
+
+class WorldModelBase:
+    """What every world model shares: env actions <-> action vectors through ``self.actions``
+    (an ``rl.core.actions.ActionCodec`` the model builds from its env spec)."""
+
+    actions: ActionCodec
+
+    def action_vector(self, action: jax.Array) -> jax.Array:
+        """Env actions ``[..., *A]`` -> action vectors ``[..., action_dim]`` (float32)."""
+        return self.actions.vector(action)
+
+    def env_action(self, action_vector: jax.Array) -> jax.Array:
+        """Action vectors -> env actions (int32 indices, or floats in the env's box)."""
+        return self.actions.env(action_vector)
 
 
 _REGISTRY = Registry("world model")

@@ -53,12 +53,12 @@ import jax.numpy as jnp
 from flax import struct
 
 from rl.core import rollout as rollout_lib, symlog
+from rl.core.actions import ActionCodec
 from rl.core.types import EnvSpec
 from rl.core import heads
 from world_models import conv
-from rl.core.world_model import Imagined, Policy
+from rl.core.world_model import Imagined, Policy, WorldModelBase
 from world_models.storm import context as ctx_lib, losses as losses_lib, tokenizer
-from world_models.storm.actions import ActionCodec
 from world_models.storm.config import StormConfig
 from world_models.storm.transformer import KVCache, Transformer, cache_from_context, causal_mask
 
@@ -88,7 +88,7 @@ class Dream:
     hidden: jax.Array
 
 
-class StormWorldModel:
+class StormWorldModel(WorldModelBase):
     Config = StormConfig
     has_decoder = True
 
@@ -110,7 +110,7 @@ class StormWorldModel:
         self.prior_head = nn.Dense(cfg.stoch_size)
         self.reward_head = heads.ScalarHead(cfg.head_layers, cfg.head_units, "twohot",
                                             cfg.num_bins, "relu", "layer")
-        self.termination_head = heads.ContinueHead(cfg.head_layers, cfg.head_units, "relu",
+        self.termination_head = heads.continue_head(cfg.head_layers, cfg.head_units, "relu",
                                                    "layer")
         self.bins = symlog.bins(cfg.num_bins, -cfg.bin_range, cfg.bin_range)
         self.loss_keys = cfg.loss_keys
@@ -136,12 +136,6 @@ class StormWorldModel:
     def initial(self, batch_size: int) -> ctx_lib.Context:
         """An empty acting window (``observe`` starts every window empty: it ignores its carry)."""
         return ctx_lib.empty(batch_size, self.cfg.act_context, self.latent_size, self.action_dim)
-
-    def action_vector(self, action: jax.Array) -> jax.Array:
-        return self.actions.vector(action)
-
-    def env_action(self, action_vector: jax.Array) -> jax.Array:
-        return self.actions.env(action_vector)
 
     # ---- parts -------------------------------------------------------------------------------
     def preprocess(self, obs: jax.Array) -> jax.Array:

@@ -1,5 +1,5 @@
-"""Env actions <-> the model's action vectors (what every token carries next to its latent):
-one-hot for discrete actions (STORM), continuous ones rescaled from the env's box to [-1, 1]."""
+"""Env actions <-> a world model's action vectors: one-hot for discrete actions, continuous ones
+rescaled from the env's box to [-1, 1] (every world model's ``action_vector``/``env_action``)."""
 from __future__ import annotations
 
 import math
@@ -15,8 +15,10 @@ class ActionCodec:
         self.spec = spec
         self.discrete = spec.discrete
         self.dim = spec.num_actions if spec.discrete else int(math.prod(spec.shape))
-        unit = (spec.low, spec.high) in ((-1.0, 1.0), (None, None))
-        self.box = None if spec.discrete or unit else (float(spec.low), float(spec.high))
+        self.box = None       # None: the env's actions are already in [-1, 1] (or unbounded)
+        if not spec.discrete and spec.low is not None and spec.high is not None \
+                and (spec.low, spec.high) != (-1.0, 1.0):
+            self.box = (float(spec.low), float(spec.high))
 
     def vector(self, action: jax.Array) -> jax.Array:
         """Env actions ``[..., *A]`` -> ``[..., dim]`` float32."""
