@@ -6,9 +6,11 @@ from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, chec
                              declare_host, get, names, register)
 from rl.modules.perturb import perturb, perturb_nets, reset_opt_states
 from rl.modules.toy import ToyConfig, ToyModule
+from rl.modules.drm import DrMConfig, DrMModule
 
 register("toy", ToyModule)
+register("drm", DrMModule)
 
 __all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
            "get", "names", "register", "perturb", "perturb_nets", "reset_opt_states", "ToyConfig",
-           "ToyModule"]
+           "ToyModule", "DrMConfig", "DrMModule"]

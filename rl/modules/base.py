@@ -14,6 +14,7 @@ All methods are pure; every one is optional (``ModuleBase`` gives no-op defaults
     w = m.sample_weights(state, inputs)                        # [B], multiplies inputs.loss's map
     std = m.noise_std(state, step, default)                    # exploration / target noise
     target, metrics = m.value_target(state, inputs, default_target)
+    target, state, metrics = m.value_target_step(state, inputs, default_target)  # may train
     r = m.intrinsic_reward(state, traj)                        # [N, H] on imagined trajectories
     agent_state = m.after_update(agent_state, module_state, key, step)   # may rewrite nets
 
@@ -86,6 +87,13 @@ class ModuleBase:
     def value_target(self, state: ModuleState, inputs: Any,
                      default_target: jax.Array) -> tuple[jax.Array, Metrics]:
         return default_target, {}
+
+    def value_target_step(self, state: ModuleState, inputs: Any,
+                          default_target: jax.Array) -> tuple[jax.Array, ModuleState, Metrics]:
+        """``value_target`` that may also update the module's state (e.g. DrM's V-network
+        takes its step here); the default is ``value_target`` with the state unchanged."""
+        target, metrics = self.value_target(state, inputs, default_target)
+        return target, state, metrics
 
     def intrinsic_reward(self, state: ModuleState, traj: Any) -> jax.Array:
         raise NotImplementedError(f"module {self.name!r} lists intrinsic_reward in requires "
@@ -185,6 +193,16 @@ class Modules:
             target, m_metrics = m.value_target(states[m.name], inputs, target)
             metrics |= {f"{m.name}/{k}": v for k, v in m_metrics.items()}
         return target, metrics
+
+    def value_target_step(self, states: dict, inputs: Any,
+                          target: jax.Array) -> tuple[jax.Array, dict, Metrics]:
+        """``value_target`` chained in list order, with each module's updated state."""
+        states, metrics = dict(states), {}
+        for m in self.using("value_target"):
+            target, states[m.name], m_metrics = m.value_target_step(states[m.name], inputs,
+                                                                    target)
+            metrics |= {f"{m.name}/{k}": v for k, v in m_metrics.items()}
+        return target, states, metrics
 
     def intrinsic_reward(self, states: dict, traj: Any) -> jax.Array | None:
         """The sum of the modules' intrinsic rewards ``[N, H]`` (``None``: no module gives one)."""

@@ -16,7 +16,9 @@ the objectives (``cfg.objectives``, ``rl.core.objective.Objective``) and the mod
      activations; DrM's official order needs them before the target), as ``{"actor": ...}``;
   3. std = [modules: noise_std] (default: the schedule); next action = clipped-noise actor
      sample; target = [modules: value_target] of ``TargetInputs``, default
-     ``r + discount * min(Q1', Q2')``;
+     ``r + discount * min(Q1', Q2')`` (with a value_target module the inputs also hold the
+     stopped features and the online critic at the replayed action, and the module may update
+     its state there: DrM's V-network step);
   4. critic + encoder step on ``MSE(Q1, y) + MSE(Q2, y)`` ([modules: sample_weights:critic] on
      the unreduced maps) + the joint objectives' maps x ``loss_scales`` (their params take a
      step with their own Adam);
@@ -290,8 +292,14 @@ class DrQV2Agent:
         target_inputs = TargetInputs(reward=reward, discount=discount, next_q1=next_q1,
                                      next_q2=next_q2, next_features=next_features,
                                      next_action=next_action, step=step)
-        target, target_metrics = modules.value_target(module_states, target_inputs,
-                                                      min_q_target(target_inputs))
+        if modules.uses("value_target"):
+            sg_features = jax.lax.stop_gradient(features)
+            q1_now, q2_now = jax.lax.stop_gradient(nets.critic.apply(
+                params["critic"], sg_features,
+                self.critic_action(params.get("action_encoder"), action)))
+            target_inputs = target_inputs.replace(features=sg_features, q1=q1_now, q2=q2_now)
+        target, module_states, target_metrics = modules.value_target_step(
+            module_states, target_inputs, min_q_target(target_inputs))
         target = jax.lax.stop_gradient(target)
         metrics.update(target_metrics)
         weigh_inputs = lambda loss: WeightInputs(loss, batch, jax.lax.stop_gradient(features), step)

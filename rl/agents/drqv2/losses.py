@@ -29,6 +29,10 @@ class TargetInputs:
     next_features: jax.Array  # [B, repr_dim] online encoder on augmented next_obs
     next_action: jax.Array    # [B, A] actor sample with std(step) and stddev_clip
     step: jax.Array           # agent step
+    # given only when a module uses value_target (DrM's V-network trains on them):
+    features: Any = None      # [B, repr_dim] online encoder on augmented obs, stopped
+    q1: Any = None            # [B] online critic at (obs, replayed action), stopped
+    q2: Any = None            # [B]
 
 
 def min_q_target(inputs: TargetInputs) -> jax.Array:
