@@ -111,6 +111,12 @@ class Actor:
     def init(self, key: jax.Array, feat_size: int) -> Params:
         return self.net.init(key, jnp.zeros((1, feat_size), jnp.float32))["params"]
 
+    def intermediates(self, params: Params, feat: jax.Array) -> dict:
+        """The sown activations of one forward pass (``trunk/hidden_i`` after the activation,
+        ``output`` raw), each a one-element tuple; for ``activations`` modules (DrM)."""
+        _, variables = self.net.apply({"params": params}, feat, mutable=["intermediates"])
+        return variables["intermediates"]
+
     def _raw(self, params: Params, feat: jax.Array) -> jax.Array:
         return self.net.apply({"params": params}, feat)
 

@@ -224,3 +224,39 @@ def test_refuses_hosts_without_its_call_sites():
         ImaginationAgent(cfg, test_imagination.SPEC)
     with pytest.raises(ValueError, match="max_perturb_factor"):
         DrMConfig(min_perturb_factor=0.5, max_perturb_factor=0.4)
+
+
+# ---------------------------------------------------------------- on the imagination agent
+def test_imagination_dormant_ratio_perturbation_and_awaken_noise():
+    """exploit=false: the dormant ratio of the actor on the imagined states, the perturbation
+    of actor/critic/slow critic at the period and the awaken std in acting."""
+    import test_imagination
+    from rl.agents.imagination import ImaginationAgent
+    from rl.agents.imagination.config import preset
+
+    modules = _modules_from_cli("agent=imagination", "module=drm",
+                                "agent.modules.drm.exploit=false", "agent.modules.drm.period=2")
+    cfg = dataclasses.replace(preset("debug"), modules=modules)
+    agent = ImaginationAgent(cfg, test_imagination.SPEC)
+    batch = test_imagination._fixed_batch(cfg.batch_size, cfg.length, discrete=False)
+    state0 = jax.jit(agent.init)(jax.random.PRNGKey(0))
+    update = jax.jit(agent.update)
+    state1, m1 = update(state0, batch, jax.random.PRNGKey(1), jnp.int32(1))
+    assert 0.0 <= float(m1["drm/dormant_ratio"]) <= 1.0
+    assert "actor_activations" not in m1
+    assert int(state1.modules["drm"]["perturbations"]) == 0
+    state2, _ = update(state1, batch, jax.random.PRNGKey(2), jnp.int32(2))
+    assert int(state2.modules["drm"]["perturbations"]) == 1
+    counts = [int(x) for x in jax.tree.leaves(state2.opt_states["actor"])
+              if getattr(x, "dtype", None) == jnp.int32]
+    assert counts and all(c == 0 for c in counts)                 # actor Adam reset
+    assert all(int(x) > 0 for x in jax.tree.leaves(state2.opt_states["world_model"])
+               if getattr(x, "dtype", None) == jnp.int32)          # the model's kept
+    # the std in acting is sigmoid(10 (beta - 0.2)) (or, awakened, its max with the
+    # agent's constant expl_noise)
+    beta = state2.modules["drm"]["beta"]
+    std = agent.modules.noise_std(state2.modules, jnp.int32(2), jnp.asarray(0.3))
+    expected = drm.dormant_std(beta)
+    if int(state2.modules["drm"]["awaken_step"]) >= 0:
+        expected = jnp.maximum(expected, 0.3)
+    assert float(std) == pytest.approx(float(expected), rel=1e-6)

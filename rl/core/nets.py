@@ -179,7 +179,10 @@ class NormAct(nn.Module):
 
 
 class DenseStack(nn.Module):
-    """``layers`` times Dense(units) -> [LayerNorm] -> act. Works on any leading shape."""
+    """``layers`` times Dense(units) -> [LayerNorm] -> act. Works on any leading shape.
+
+    Sows each layer's output (after its activation) as ``hidden_{i}`` into ``"intermediates"``.
+    """
 
     layers: int
     units: int
@@ -192,6 +195,7 @@ class DenseStack(nn.Module):
             # LayerNorm makes the bias redundant (DreamerV3 omits it too)
             x = nn.Dense(self.units, use_bias=self.norm == "none", name=f"dense_{i}")(x)
             x = NormAct(self.act, self.norm, name=f"norm_act_{i}")(x)
+            self.sow("intermediates", f"hidden_{i}", x)   # after [LayerNorm] and activation
         return x
 
 
@@ -218,4 +222,5 @@ class MLPHead(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         out = dense_head(x, self.layers, self.units, self.out_size, self.act, self.norm)
+        self.sow("intermediates", "output", out)   # the raw output layer (DrM's dormant ratio)
         return out[..., 0] if self.squeeze else out

@@ -49,7 +49,7 @@ from rl.imagination import ReturnNormalizer, lambda_returns
 Params = Any
 Carry = Any
 # module call sites: exploration noise (acting), a bonus on imagined rewards, after the update
-PROVIDES = frozenset({"noise_std", "intrinsic_reward", "after_update"})
+PROVIDES = frozenset({"activations", "noise_std", "intrinsic_reward", "after_update"})
 modules_lib.declare_host("imagination", PROVIDES)
 
 
@@ -188,6 +188,12 @@ class ImaginationAgent:
         state, starts, metrics = self._model_step(state, batch, model_key)
         start = jax.lax.stop_gradient(starts)
         state, behaviour_metrics = self._behaviour_step(state, wm_params, start, actor_key)
+        if self.modules.uses("activations"):   # DrM's dormant ratio of the actor
+            acts = behaviour_metrics.pop("actor_activations")
+            module_states, module_metrics = self.modules.observe_activations(
+                state.modules, {"actor": acts}, step)
+            state = state.replace(modules=module_states)
+            behaviour_metrics |= module_metrics
         if self.modules.uses("after_update"):
             state = self.modules.after_update(state, jax.random.fold_in(key, 1), step)
         return state, {**metrics, **behaviour_metrics}
@@ -277,13 +283,18 @@ class ImaginationAgent:
             slow_target = slow_values[:, :-1]
         else:
             slow_target = returns_fn(reward, slow_values, discount)
+        activations = None
+        if self.modules.uses("activations"):
+            # the actor (same params) on the imagined states it acted in, no gradient
+            activations = jax.lax.stop_gradient(self.actor.intermediates(
+                actor_params, jax.lax.stop_gradient(feats[:, :-1])))
         metrics |= {"imag_reward": jnp.mean(reward), "imag_continue": jnp.mean(cont),
                     "return_scale": jnp.asarray(scale, jnp.float32)}
         sg = jax.lax.stop_gradient
         critic_inputs = {"feat": sg(state_feats), "target": sg(returns),
                          "slow_target": sg(slow_target), "weights": sg(weights)}
         return jnp.mean(loss), {"critic_inputs": critic_inputs, "return_norm": return_norm,
-                                "metrics": metrics}
+                                "metrics": metrics, "activations": activations}
 
     def critic_loss(self, critic_params: Params, inputs: dict[str, jax.Array]
                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -313,6 +324,8 @@ class ImaginationAgent:
         metrics |= {"actor/loss": actor_loss, "actor/grad_norm": optax.global_norm(actor_grads),
                     "critic/loss": critic_loss,
                     "critic/grad_norm": optax.global_norm(critic_grads)}
+        if aux["activations"] is not None:   # taken out again by ``update``
+            metrics["actor_activations"] = aux["activations"]
         state = state.replace(
             nets={**nets, "actor": actor_params, "critic": critic_params, "slow_critic": slow},
             opt_states={**opt_states, "actor": actor_opt_state, "critic": critic_opt_state},
