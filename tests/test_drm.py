@@ -260,3 +260,32 @@ def test_imagination_dormant_ratio_perturbation_and_awaken_noise():
     if int(state2.modules["drm"]["awaken_step"]) >= 0:
         expected = jnp.maximum(expected, 0.3)
     assert float(std) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_v_network_learns_the_expectile():
+    """A short learning check: on one state with returns q ~ N(0, 1) over the batch, repeated
+    value_target_step calls drive V to the 0.9-expectile of q (above the mean)."""
+    host = DrQV2Agent(DrQV2Config.tiny(), test_drqv2.SPEC)
+    module = drm.DrMModule(DrMConfig(perturb=False, awaken=False, lr=3e-3), host)
+    state = module.init(jax.random.PRNGKey(0), host)
+    q = jax.random.normal(jax.random.PRNGKey(1), (256,))
+    features = jnp.ones((256, host.repr_dim))
+    inputs = type("Inputs", (), dict(features=features, q1=q, q2=q + 1.0, next_features=features,
+                                     next_q1=q, next_q2=q, reward=jnp.zeros(256),
+                                     discount=jnp.ones(256)))
+
+    def body(state, _):
+        _, state, metrics = module.value_target_step(state, inputs, jnp.zeros(256))
+        return state, metrics["v_loss"]
+
+    state, losses = jax.jit(lambda s: jax.lax.scan(body, s, None, length=400))(state)
+    v = float(module.vnet.apply(state["v"], features[:1])[0])
+    # the sample's 0.9-expectile e solves 0.9 E[(q - e)+] = 0.1 E[(e - q)+] (bisection)
+    lo, hi = float(q.min()), float(q.max())
+    for _ in range(60):
+        e = 0.5 * (lo + hi)
+        g = 0.9 * jnp.maximum(q - e, 0).mean() - 0.1 * jnp.maximum(e - q, 0).mean()
+        lo, hi = (e, hi) if g > 0 else (lo, e)
+    assert e > float(q.mean()) + 0.5
+    assert v == pytest.approx(e, abs=0.05)
+    assert float(losses[-1]) < float(losses[0])
