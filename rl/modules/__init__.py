@@ -6,9 +6,12 @@ from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, chec
                              declare_host, get, names, register)
 from rl.modules.perturb import perturb, perturb_nets, reset_opt_states
 from rl.modules.toy import ToyConfig, ToyModule
+from rl.modules.empowerment import EmpowermentConfig, EmpowermentModule
 
 register("toy", ToyModule)
+register("empowerment", EmpowermentModule)
 
 __all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
            "get", "names", "register", "perturb", "perturb_nets", "reset_opt_states", "ToyConfig",
-           "ToyModule"]
+           "ToyModule",
+           "EmpowermentConfig", "EmpowermentModule"]

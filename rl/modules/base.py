@@ -15,6 +15,7 @@ All methods are pure; every one is optional (``ModuleBase`` gives no-op defaults
     std = m.noise_std(state, step, default)                    # exploration / target noise
     target, metrics = m.value_target(state, inputs, default_target)
     r = m.intrinsic_reward(state, traj)                        # [N, H] on imagined trajectories
+    r = m.intrinsic_reward(state, traj, agent_state)           # if m.reads_agent_state
     agent_state = m.after_update(agent_state, module_state, key, step)   # may rewrite nets
 
 ``requires`` names the call sites a module needs (``CALL_SITES``; sample weights as
@@ -59,6 +60,8 @@ class ModuleBase:
 
     cfg: Any
     host: Any = None
+    # intrinsic_reward also gets the host's agent state (e.g. an objective's params), read-only
+    reads_agent_state = False
 
     @property
     def name(self) -> str:
@@ -186,11 +189,16 @@ class Modules:
             metrics |= {f"{m.name}/{k}": v for k, v in m_metrics.items()}
         return target, metrics
 
-    def intrinsic_reward(self, states: dict, traj: Any) -> jax.Array | None:
-        """The sum of the modules' intrinsic rewards ``[N, H]`` (``None``: no module gives one)."""
+    def intrinsic_reward(self, states: dict, traj: Any,
+                         agent_state: Any = None) -> jax.Array | None:
+        """The sum of the modules' intrinsic rewards ``[N, H]`` (``None``: no module gives one);
+        modules with ``reads_agent_state`` also get ``agent_state``."""
         total = None
         for m in self.using("intrinsic_reward"):
-            r = m.intrinsic_reward(states[m.name], traj)
+            if getattr(m, "reads_agent_state", False):
+                r = m.intrinsic_reward(states[m.name], traj, agent_state)
+            else:
+                r = m.intrinsic_reward(states[m.name], traj)
             total = r if total is None else total + r
         return total
 
