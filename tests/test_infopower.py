@@ -107,8 +107,8 @@ def test_inverse_head_reads_only_the_stochastic_part(discrete):
         sd = np.log1p(np.exp(raw)) + 0.1
         want = np.sum(-0.5 * ((action - np.tanh(mu)) / sd) ** 2 - np.log(sd)
                       - 0.5 * math.log(2 * math.pi), -1)
-        if discrete is False:
-            assert np.all(lp <= np.sum(-np.log(0.1) - 0.5 * math.log(2 * math.pi)) * 1.0 + 1e-3)
+        # a density bounded by its narrowest std (min_std 0.1) in each of the 2 dims
+        assert np.all(np.asarray(lp) <= 2 * (-math.log(0.1) - 0.5 * math.log(2 * math.pi)))
     np.testing.assert_allclose(lp, want, rtol=1e-4, atol=1e-5)
 
 
@@ -170,6 +170,16 @@ def test_composes_instead_of_reconstruction_and_c_dreamer_is_one_switch():
     assert with_module.modules["empowerment"].weight == 0.5
 
 
+def test_preset_infopower_distracted_dmc_composes():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=infopower_distracted_dmc"])
+    agent = config_lib.agent_config(cfg)
+    assert list(agent.objectives) == ["infopower"] and agent.objectives["infopower"].bound == "nwj"
+    assert agent.modules["empowerment"].weight == 1.0
+    assert cfg.env.kwargs.distractor == "train" and cfg.env.name.endswith("walker_stand")
+    assert cfg.env.convention == "drqv2" and cfg.loop.frames == 1_000_000
+
+
 def _imagination(*overrides, updates=1):
     import test_imagination
     from rl.agents.imagination import ImaginationAgent
@@ -190,7 +200,6 @@ def _imagination(*overrides, updates=1):
 
 def test_imagination_update_with_infopower_and_the_bonus_only_when_on():
     agent, state, (plain,) = _imagination()
-    assert "wm/reward" not in plain or True
     for key in ("wm/loss", "wm/loss/contrastive", "wm/loss/constraint", "actor/loss",
                 "critic/loss", "wm/lagrange", "wm/inverse_ll", "wm/mi_bound"):
         assert np.isfinite(float(plain[key])), key
@@ -212,3 +221,16 @@ def test_imagination_update_with_infopower_and_the_bonus_only_when_on():
 def test_empowerment_module_refuses_a_host_without_the_head():
     with pytest.raises(ValueError, match="empowerment=true"):
         _imagination("module=[empowerment]", "agent.objectives.infopower.empowerment=false")
+
+
+def test_infopower_learns_its_bound_and_inverse_model_on_the_tiny_pixel_batch():
+    """30 updates of the debug agent on one fixed batch of moving squares (actions random):
+    the MI bound and the inverse-dynamics log-likelihood rise, the losses stay finite. (A test
+    that the pieces learn, ~27 s on CPU; not a return test: the squares ignore the actions.)"""
+    _, state, metrics = _imagination("module=[empowerment]", updates=30)
+    first, last = metrics[0], metrics[-1]
+    assert all(np.isfinite(float(m["wm/loss"])) for m in metrics)
+    assert float(last["wm/mi_bound"]) > float(first["wm/mi_bound"]) + 0.1
+    assert float(last["wm/inverse_ll"]) > float(first["wm/inverse_ll"])
+    # the dual: the constraint holds here (C ~ -4 > c_0 = -10), so lambda falls from 1
+    assert float(last["wm/constraint"]) > -10.0 and float(last["wm/lagrange"]) < 1.0
