@@ -234,3 +234,31 @@ def test_infopower_learns_its_bound_and_inverse_model_on_the_tiny_pixel_batch():
     assert float(last["wm/inverse_ll"]) > float(first["wm/inverse_ll"])
     # the dual: the constraint holds here (C ~ -4 > c_0 = -10), so lambda falls from 1
     assert float(last["wm/constraint"]) > -10.0 and float(last["wm/lagrange"]) < 1.0
+
+
+def test_without_a_decoder_there_is_no_probe_image_loss():
+    from world_models import RSSMWorldModel
+    from test_reconstruction import TINY
+    from test_repo import _batch, SPEC
+    wm = RSSMWorldModel(dataclasses.replace(TINY, decoder=False), SPEC)
+    obj = representations.get("infopower")(InfoPowerConfig(), wm)
+    assert obj.loss_keys == ("contrastive", "constraint")
+    assert obj.loss_scales == {"contrastive": 1.0, "constraint": 1.0}
+    params = wm.init(jax.random.PRNGKey(0))
+    obj_params, state = obj.init(jax.random.PRNGKey(1))
+    batch = _batch()
+    _, out = wm.observe(params, wm.initial(2), batch, jax.random.PRNGKey(2))
+    losses, _ = obj.loss(obj_params, state, representations.ObjectiveInputs(
+        batch, out.feats, model=wm, model_out=out), jax.random.PRNGKey(3))
+    assert set(losses) == {"contrastive", "constraint"}
+    # the contrastive and constraint maps send gradient into the encoder
+    def total(p):
+        _, o = wm.observe(p, wm.initial(2), batch, jax.random.PRNGKey(2))
+        m, _ = obj.loss(obj_params, state, representations.ObjectiveInputs(
+            batch, o.feats, model=wm, model_out=o), jax.random.PRNGKey(3))
+        return jnp.mean(m["contrastive"])
+    grads = jax.grad(total)(params)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["encoder"])) > 0.0
+    with pytest.raises(ValueError, match="unknown"):
+        representations.get("infopower")(
+            InfoPowerConfig(loss_scales={"contrastive": 1.0, "constraint": 1.0, "imag": 1.0}), wm)
