@@ -7,10 +7,12 @@ from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, chec
 from rl.modules.perturb import perturb, perturb_nets, reset_opt_states
 from rl.modules.toy import ToyConfig, ToyModule
 from rl.modules.drm import DrMConfig, DrMModule
+from rl.modules.empowerment import EmpowermentConfig, EmpowermentModule
 
 register("toy", ToyModule)
 register("drm", DrMModule)
+register("empowerment", EmpowermentModule)
 
 __all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
            "get", "names", "register", "perturb", "perturb_nets", "reset_opt_states", "ToyConfig",
-           "ToyModule", "DrMConfig", "DrMModule"]
+           "ToyModule", "DrMConfig", "DrMModule", "EmpowermentConfig", "EmpowermentModule"]

@@ -16,6 +16,7 @@ All methods are pure; every one is optional (``ModuleBase`` gives no-op defaults
     target, metrics = m.value_target(state, inputs, default_target)
     target, state, metrics = m.value_target_step(state, inputs, default_target)  # may train
     r = m.intrinsic_reward(state, traj)                        # [N, H] on imagined trajectories
+    r = m.intrinsic_reward(state, traj, agent_state)           # if m.reads_agent_state
     agent_state = m.after_update(agent_state, module_state, key, step)   # may rewrite nets
 
 ``requires`` names the call sites a module needs (``CALL_SITES``; sample weights as
@@ -60,6 +61,8 @@ class ModuleBase:
 
     cfg: Any
     host: Any = None
+    # intrinsic_reward also gets the host's agent state (e.g. an objective's params), read-only
+    reads_agent_state = False
 
     @property
     def name(self) -> str:
@@ -204,11 +207,16 @@ class Modules:
             metrics |= {f"{m.name}/{k}": v for k, v in m_metrics.items()}
         return target, states, metrics
 
-    def intrinsic_reward(self, states: dict, traj: Any) -> jax.Array | None:
-        """The sum of the modules' intrinsic rewards ``[N, H]`` (``None``: no module gives one)."""
+    def intrinsic_reward(self, states: dict, traj: Any,
+                         agent_state: Any = None) -> jax.Array | None:
+        """The sum of the modules' intrinsic rewards ``[N, H]`` (``None``: no module gives one);
+        modules with ``reads_agent_state`` also get ``agent_state``."""
         total = None
         for m in self.using("intrinsic_reward"):
-            r = m.intrinsic_reward(states[m.name], traj)
+            if getattr(m, "reads_agent_state", False):
+                r = m.intrinsic_reward(states[m.name], traj, agent_state)
+            else:
+                r = m.intrinsic_reward(states[m.name], traj)
             total = r if total is None else total + r
         return total
 

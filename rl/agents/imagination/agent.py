@@ -253,7 +253,7 @@ class ImaginationAgent:
             reward = self.wm.reward(wm_params, feats[:, 1:-1])
             cont = self.wm.continue_prob(wm_params, feats[:, 1:-1])
         metrics = {}
-        bonus = self.modules.intrinsic_reward(state.modules, traj)   # [N, H] per transition
+        bonus = self.modules.intrinsic_reward(state.modules, traj, state)   # [N, H] per transition
         if bonus is not None:
             # v3: reward(s_{t+1}) is transition t's; v1: reward(s_t), t = 1..H-1, transition t-1's
             bonus = bonus if cfg.return_indexing == "v3" else bonus[:, :-1]
