@@ -5,6 +5,7 @@
 from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, check_host,
                              declare_host, get, names, register)
 from rl.modules.perturb import perturb, perturb_nets, reset_opt_states
+from rl.modules.sgfd import SGFDConfig, SGFDModule
 from rl.modules.toy import ToyConfig, ToyModule
 from rl.modules.drm import DrMConfig, DrMModule
 from rl.modules.empowerment import EmpowermentConfig, EmpowermentModule
@@ -12,7 +13,9 @@ from rl.modules.empowerment import EmpowermentConfig, EmpowermentModule
 register("toy", ToyModule)
 register("drm", DrMModule)
 register("empowerment", EmpowermentModule)
+register("sgfd", SGFDModule)
 
 __all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
            "get", "names", "register", "perturb", "perturb_nets", "reset_opt_states", "ToyConfig",
-           "ToyModule", "DrMConfig", "DrMModule", "EmpowermentConfig", "EmpowermentModule"]
+           "ToyModule", "DrMConfig", "DrMModule", "EmpowermentConfig", "EmpowermentModule",
+           "SGFDConfig", "SGFDModule"]

@@ -69,7 +69,8 @@ class ToyModule(ModuleBase):
 
     def observe_activations(self, state: dict, activations: Mapping[str, Any],
                             step: jax.Array) -> tuple[dict, dict]:
-        leaves = jax.tree.leaves(activations)
+        leaves = [x for x in jax.tree.leaves(activations)      # not the hosts' int labels
+                  if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
         value = jnp.mean(jnp.stack([jnp.abs(x).mean() for x in leaves]))
         return {**state, "activation_mean": value}, {"activation_mean": value}
 

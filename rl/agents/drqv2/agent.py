@@ -13,7 +13,8 @@ the objectives (``cfg.objectives``, ``rl.core.objective.Objective``) and the mod
      and ``next_obs`` (stopped);
   2. [modules: activations] one actor forward pass over sg(features) with the sown
      ``"intermediates"`` (same params and inputs as the actor loss in step 5, so the same
-     activations; DrM's official order needs them before the target), as ``{"actor": ...}``;
+     activations; DrM's official order needs them before the target), as ``{"actor": ...}``
+     plus the batch's ``"env_index"`` [B] (SGFD's domain labels);
   3. std = [modules: noise_std] (default: the schedule); next action = clipped-noise actor
      sample; target = [modules: value_target] of ``TargetInputs``, default
      ``r + discount * min(Q1', Q2')`` (with a value_target module the inputs also hold the
@@ -279,7 +280,8 @@ class DrQV2Agent:
         # 2. activations (DrM's dormant ratio).
         if modules.uses("activations"):
             module_states, module_metrics = modules.observe_activations(
-                module_states, {"actor": self.actor_intermediates(params, features)}, step)
+                module_states, {"actor": self.actor_intermediates(params, features),
+                                "env_index": tr.env_index}, step)
             metrics.update(module_metrics)
 
         # 3. critic target.
