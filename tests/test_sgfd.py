@@ -181,3 +181,34 @@ def test_bad_config_values(field, value, match):
 def test_bad_target_from_the_cli():
     with pytest.raises(Exception, match="target must be one of"):
         _modules_from_cli("agent=drqv2", "module=[sgfd]", "agent.modules.sgfd.target=policy")
+
+
+def test_imagination_weighs_the_actor_loss_over_starts():
+    """The imagination agent's sample_weights:actor call site (the toy module on it: zero
+    weights stop the actor, the critic still learns). SGFD itself also needs the activations
+    call site, which the imagination agent does not provide (yet)."""
+    import dataclasses as dc
+    import test_imagination
+    from rl.agents.imagination import ImaginationAgent
+    from rl.agents.imagination.config import preset
+
+    def run(*overrides):
+        modules = _modules_from_cli("agent=imagination", "module=[toy]",
+                                    "agent.modules.toy.count_updates=false", *overrides)
+        cfg = dc.replace(preset("debug"), modules=modules)
+        agent = ImaginationAgent(cfg, test_imagination.SPEC)
+        batch = test_imagination._fixed_batch(cfg.batch_size, cfg.length, discrete=False)
+        state0 = jax.jit(agent.init)(jax.random.PRNGKey(0))
+        state1, m = jax.jit(agent.update)(state0, batch, jax.random.PRNGKey(1), jnp.int32(0))
+        return state0, state1, m
+
+    state0, state1, m = run("agent.modules.toy.weigh=[actor]", "agent.modules.toy.keep_fraction=0")
+    assert float(m["actor/grad_norm"]) == 0.0 and float(m["critic/grad_norm"]) > 0.0
+    chex.assert_trees_all_equal(state1.nets["actor"], state0.nets["actor"])
+    _, _, half = run("agent.modules.toy.weigh=[actor]")
+    _, _, plain = run()
+    assert float(half["actor/grad_norm"]) > 0.0
+    assert float(half["actor/loss"]) != pytest.approx(float(plain["actor/loss"]), rel=1e-6)
+    with pytest.raises(ValueError, match=r"module 'sgfd' needs \['activations'\]"):
+        modules = _modules_from_cli("agent=imagination", "module=[sgfd]")
+        ImaginationAgent(dc.replace(preset("debug"), modules=modules), test_imagination.SPEC)

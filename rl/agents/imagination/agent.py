@@ -10,8 +10,9 @@ One ``update`` (pure, jitted and donated by the loop):
    objective's ``update_state``.
 2. behaviour: imagine ``horizon`` steps from every start of the batch (``world_model.starts``:
    ``B*T`` posteriors for the RSSM, gradients stopped) with the world model as it was BEFORE
-   this update's model step (as DreamerV3, one jitted loss); λ-returns; one actor step and one
-   critic step; slow-critic EMA.
+   this update's model step (as DreamerV3, one jitted loss); λ-returns; one actor step (the
+   loss map times [modules: sample_weights:actor], ``[N]`` over the starts) and one critic
+   step; slow-critic EMA.
 
 Return indexing (``ImaginationConfig.return_indexing``) over an imagined trajectory s_0 (start)
 .. s_H with actions a_t taken in s_t:
@@ -48,8 +49,11 @@ from rl.imagination import ReturnNormalizer, lambda_returns
 
 Params = Any
 Carry = Any
-# module call sites: exploration noise (acting), a bonus on imagined rewards, after the update
-PROVIDES = frozenset({"activations", "noise_std", "intrinsic_reward", "after_update"})
+# module call sites: the actor's activations on imagined states, exploration noise (acting), a
+# bonus on imagined rewards, per-start weights of the actor loss (``sample_weights:actor``,
+# [N] over the starts), after the update
+PROVIDES = frozenset({"activations", "noise_std", "intrinsic_reward", "sample_weights:actor",
+                      "after_update"})
 modules_lib.declare_host("imagination", PROVIDES)
 
 
@@ -279,6 +283,12 @@ class ImaginationAgent:
                                                          aux["log_prob"], aux["entropy"],
                                                          weights, c.actor_entropy, scale)
         metrics |= loss_metrics
+        # [modules: sample_weights:actor] per-start weights [N] of the actor loss map [N, H']
+        start_weights = self.modules.sample_weights(
+            state.modules, modules_lib.WeightInputs("actor", start,
+                                                    jax.lax.stop_gradient(feats[:, 0])))
+        if start_weights is not None:
+            loss = loss * start_weights[:, None]
         if c.slow_critic_reg_target == "value":
             slow_target = slow_values[:, :-1]
         else:
