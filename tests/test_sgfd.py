@@ -185,8 +185,8 @@ def test_bad_target_from_the_cli():
 
 def test_imagination_weighs_the_actor_loss_over_starts():
     """The imagination agent's sample_weights:actor call site (the toy module on it: zero
-    weights stop the actor, the critic still learns). SGFD itself also needs the activations
-    call site, which the imagination agent does not provide (yet)."""
+    weights stop the actor, the critic still learns). SGFD itself is not wired there yet and
+    says so."""
     import dataclasses as dc
     import test_imagination
     from rl.agents.imagination import ImaginationAgent
@@ -209,6 +209,6 @@ def test_imagination_weighs_the_actor_loss_over_starts():
     _, _, plain = run()
     assert float(half["actor/grad_norm"]) > 0.0
     assert float(half["actor/loss"]) != pytest.approx(float(plain["actor/loss"]), rel=1e-6)
-    with pytest.raises(ValueError, match=r"module 'sgfd' needs \['activations'\]"):
+    with pytest.raises(ValueError, match=r"module 'sgfd' runs on \['drqv2'\].*imagination"):
         modules = _modules_from_cli("agent=imagination", "module=[sgfd]")
         ImaginationAgent(dc.replace(preset("debug"), modules=modules), test_imagination.SPEC)

@@ -281,6 +281,13 @@ def standardise(x: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True, eq=False)
 class SGFDModule(ModuleBase):
     Config = SGFDConfig
+    hosts = ("drqv2",)    # reads the actor trunk's sown features and the batch env index
+
+    def __post_init__(self) -> None:
+        name = getattr(self.host, "name", None)
+        if self.host is not None and name not in self.hosts:
+            raise ValueError(f"module 'sgfd' runs on {list(self.hosts)} (it reads DrQ-v2's "
+                             f"actor trunk features and batch env index), not agent={name}")
 
     @property
     def requires(self) -> frozenset[str]:
