@@ -2,12 +2,14 @@
 own losses and the Dreamer (reconstruction) objective."""
 import dataclasses
 import math
+import re
 from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 import pytest
 
 import representations
@@ -33,8 +35,9 @@ def test_weigh_checks_keys_and_sums():
 
 def test_registry():
     assert representations.get("reconstruction") is representations.ReconstructionObjective
-    with pytest.raises(ValueError, match=r"unknown objective 'repoo'; valid: \['latent_l2', "
-                                         r"'reconstruction', 'repo', 'spr', 'taco'\]"):
+    names = representations.names()
+    assert {"infopower", "latent_l2", "reconstruction", "repo", "spr", "taco"} <= set(names)
+    with pytest.raises(ValueError, match=re.escape(f"unknown objective 'repoo'; valid: {names}")):
         representations.get("repoo")
 
 
