@@ -19,7 +19,7 @@ import importlib
 import json
 import pathlib
 import typing
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -64,6 +64,10 @@ class LoggerConfig:
     wandb_mode: str = "offline"              # offline | online | disabled
     project: str = "pixel-mbrl"
     entity: Optional[str] = None
+    # None: <experiment>-<env>-<method>, so the seeds of a sweep share one W&B group
+    group: Optional[str] = None
+    tags: Tuple[str, ...] = ()               # added to the default tags (method, env, suite, ...)
+    name: Optional[str] = None               # None: the run directory's name
 
 
 def _mirror_type(tp: Any) -> Any:
@@ -178,6 +182,8 @@ class Config:
     loop: Any = dataclasses.field(default_factory=lambda: mirror(LoopConfig)())
     logger: _LoggerNode = dataclasses.field(default_factory=_LoggerNode)
     seed: int = 1
+    # the experiment= preset (recorded by experiments.train from Hydra's choices)
+    experiment: Optional[str] = None
     num_seeds: int = 1                       # independent copies vmapped in this one process
     resume: Optional[str] = None             # a run directory to continue
     run_dir: str = "."
@@ -303,6 +309,7 @@ class RunConfig:
     loop: LoopConfig           # replay_capacity: as allocated (cut to the frame budget)
     logger: LoggerConfig
     seed: int
+    experiment: Optional[str]  # the experiment= preset, if any
     num_seeds: int
     resume: Optional[str]      # the run directory being continued (absolute)
     run_dir: str
@@ -329,6 +336,34 @@ class RunConfig:
 
     def agent_class(self) -> type:
         return agent_class(self.agent_name)[1]
+
+    @property
+    def suite(self) -> str:
+        """``dmc``, ``atari``, ``adroit`` or ``toy``: the env name's prefix."""
+        return self.env.name.split("/", 1)[0]
+
+    @property
+    def method(self) -> str:
+        """The agent plus what is switched on: ``drqv2``, ``drqv2+taco``, ``rainbow+spr+drm``."""
+        parts = [self.agent_name]
+        parts += [o.name for o in (getattr(self.agent, OBJECTIVES, None) or {}).values()]
+        parts += list(getattr(self.agent, "modules", None) or {})
+        return "+".join(parts)
+
+    @property
+    def wandb_group(self) -> str:
+        """The seeds of one experiment, env and method share a group (``logger.group``)."""
+        if self.logger.group:
+            return self.logger.group
+        return "-".join([self.experiment or "none", self.env.name.replace("/", "-"), self.method])
+
+    def wandb_tags(self, seed_index: int = 0) -> list[str]:
+        """method, env, suite, experiment and seed (and the vmapped copy), then ``logger.tags``."""
+        tags = [f"method:{self.method}", f"env:{self.env.name}", f"suite:{self.suite}",
+                f"experiment:{self.experiment or 'none'}", f"seed:{self.seed}"]
+        if self.num_seeds > 1:
+            tags.append(f"copy:{seed_index}")
+        return [t[:64] for t in tags + list(self.logger.tags)]   # W&B's limit per tag
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain containers (what the loggers record)."""
@@ -392,6 +427,6 @@ def _resolved(cfg: DictConfig, fresh: bool) -> RunConfig:
                                                      repeat, env.num_envs)
     return RunConfig(env=env, agent_name=cfg.agent.name, agent=agent_cfg, loop=loop_config(cfg),
                      logger=_from_node(LoggerConfig, cfg.logger), seed=cfg.seed,
-                     num_seeds=cfg.num_seeds, resume=cfg.resume, run_dir=cfg.run_dir,
+                     experiment=cfg.experiment, num_seeds=cfg.num_seeds, resume=cfg.resume, run_dir=cfg.run_dir,
                      device=cfg.device, share_device=cfg.share_device, action_repeat=repeat,
                      fingerprint=fingerprint(cfg), yaml=OmegaConf.to_yaml(cfg, resolve=True))

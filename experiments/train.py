@@ -8,6 +8,7 @@ Resume an interrupted run with ``python -m experiments.train resume=<run_dir>``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -19,6 +20,26 @@ from omegaconf import DictConfig
 from experiments import config as config_lib
 
 config_lib.register()
+log = logging.getLogger("pixel_mbrl")
+LOG_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
+
+
+def console_to_train_log(run_dir: pathlib.Path) -> logging.Handler | None:
+    """Console output also goes to ``<run_dir>/train.log``. Under Hydra its job logging already
+    writes both (``train.log`` in the output dir); called as a function (a notebook, a test)
+    this adds a console handler and the file. Returns the handlers it added (to remove)."""
+    path = str((run_dir / "train.log").absolute())
+    handlers = logging.getLogger().handlers + log.handlers
+    if any(getattr(h, "baseFilename", None) == path for h in handlers):
+        return None
+    log.setLevel(logging.INFO)
+    added = [logging.FileHandler(path)]
+    if not logging.getLogger().handlers:
+        added.append(logging.StreamHandler(sys.stdout))
+    for handler in added:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        log.addHandler(handler)
+    return added
 
 
 def build_envs(run: config_lib.RunConfig):
@@ -56,10 +77,15 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
     from rl.checkpoint import Checkpointer
     from rl.loop import Trainer
 
+    from experiments.provenance import source_info
+
     run_dir = pathlib.Path(run.run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
+    added_handlers = console_to_train_log(run_dir)
     train_env, eval_env = build_envs(run)
     run.save(run_dir / "config.yaml")
+    source = source_info()
+    (run_dir / "source.json").write_text(json.dumps(source, indent=2))
     agent = run.agent_class()(run.agent, train_env.spec)
     checkpointer = (Checkpointer(run_dir / "checkpoints", keep=run.loop.keep_checkpoints)
                     if run.loop.checkpoints else None)
@@ -67,13 +93,14 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
         raise ValueError(f"resume={run.resume!r} with loop.checkpoints=false: nothing to resume")
     resume_step = checkpointer.latest_step() if run.resume else None
     loggers = make_loggers(run, run_dir, None if resume_step is None
-                           else resume_step * run.action_repeat)
-    print(f"run dir: {run_dir}\nenv: {train_env.spec}\ndevice: {jax.devices()[0]}"
-          + (f"\nseeds: {run.num_seeds} vmapped copies, logs in seed_<k>/" if run.seeds.stacked
-             else ""))
+                           else resume_step * run.action_repeat, source)
+    log.info(f"run dir: {run_dir}\nenv: {train_env.spec}\ndevice: {jax.devices()[0]}\n"
+             f"commit: {source['commit']}{' (dirty)' if source['dirty'] else ''}"
+             + (f"\nseeds: {run.num_seeds} vmapped copies, logs in seed_<k>/"
+                if run.seeds.stacked else ""))
     trainer = Trainer(agent=agent, env=train_env, eval_env=eval_env, cfg=run.loop,
                       seed=run.seed, logger=loggers, checkpointer=checkpointer,
-                      fingerprint=run.fingerprint, seeds=run.seeds,
+                      fingerprint=run.fingerprint, seeds=run.seeds, print_fn=log.info,
                       trace_dir=str(run_dir / "trace"))
     try:
         if resume_step is not None:
@@ -88,19 +115,25 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
             checkpointer.close()
         train_env.close()
         eval_env.close()
+        for handler in added_handlers or ():
+            log.removeHandler(handler)
+            handler.close()
 
 
-def make_loggers(run: config_lib.RunConfig, run_dir: pathlib.Path,
-                 resume_frame: int | None) -> list:
+def make_loggers(run: config_lib.RunConfig, run_dir: pathlib.Path, resume_frame: int | None,
+                 source: dict | None = None) -> list:
     """One logger per seed (``run.seeds``): the run directory itself, or ``seed_<k>/`` for each
-    of several vmapped copies (each its own W&B run, grouped under the run's name)."""
+    of several vmapped copies. Every W&B run of one experiment, env and method shares a group
+    (``RunConfig.wandb_group``: the seeds of a sweep, the copies of a vmapped run) and is tagged
+    with its method, env, suite, experiment and seed."""
     from rl.logging import Logger
 
-    config = run.to_dict()
-    dirs, names = run.seeds.log_dirs(run_dir), run.seeds.run_names(run_dir.name)
+    config = {**run.to_dict(), "source": source or {}, "method": run.method, "suite": run.suite}
+    dirs = run.seeds.log_dirs(run_dir)
+    names = run.seeds.run_names(run.logger.name or run_dir.name)
     return [Logger(d, {**config, "seed_index": k}, wandb_mode=run.logger.wandb_mode,
                    project=run.logger.project, entity=run.logger.entity, run_name=name,
-                   group=run_dir.name, resume_step=resume_frame)
+                   group=run.wandb_group, tags=run.wandb_tags(k), resume_step=resume_frame)
             for k, (d, name) in enumerate(zip(dirs, names))]
 
 
@@ -108,7 +141,10 @@ def make_loggers(run: config_lib.RunConfig, run_dir: pathlib.Path,
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
-    final = train(cfg, HydraConfig.get().overrides.task)
+    hydra_cfg = HydraConfig.get()
+    if cfg.experiment is None and not cfg.resume:   # recorded for W&B groups and tables
+        cfg.experiment = hydra_cfg.runtime.choices.get("experiment")
+    final = train(cfg, hydra_cfg.overrides.task)
     return final.get("return", float("nan"))  # lets sweepers optimise the final eval return
 
 

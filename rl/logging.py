@@ -10,7 +10,7 @@ import math
 import os
 import pathlib
 import uuid
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +33,8 @@ class Logger:
     def __init__(self, run_dir: str | os.PathLike, config: Mapping[str, Any] | None = None,
                  wandb_mode: str = "offline", project: str = "pixel-mbrl",
                  entity: str | None = None, run_name: str | None = None,
-                 resume_step: int | None = None, group: str | None = None):
+                 resume_step: int | None = None, group: str | None = None,
+                 tags: Sequence[str] = ()):
         if wandb_mode not in WANDB_MODES:
             raise ValueError(f"logger.wandb_mode={wandb_mode!r}; allowed: {WANDB_MODES}")
         self.run_dir = pathlib.Path(run_dir)
@@ -44,7 +45,8 @@ class Logger:
         self._file = open(self.path, "a", buffering=1)
         self._wandb = None
         if wandb_mode != "disabled":
-            self._wandb = self._init_wandb(wandb_mode, project, entity, run_name, config, group)
+            self._wandb = self._init_wandb(wandb_mode, project, entity, run_name, config, group,
+                                           list(tags))
 
     def _truncate_after(self, step: int) -> None:
         """On resume, drop rows logged after the checkpoint so the history is not doubled."""
@@ -54,7 +56,7 @@ class Logger:
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
-    def _init_wandb(self, mode, project, entity, run_name, config, group):
+    def _init_wandb(self, mode, project, entity, run_name, config, group, tags):
         import wandb  # lazy: optional on machines that log locally only
 
         id_file = self.run_dir / "wandb_id.txt"
@@ -63,7 +65,7 @@ class Logger:
         # "create_new": vmapped seeds keep one W&B run each, open side by side in one process
         return wandb.init(project=project, entity=entity, name=run_name, id=run_id,
                           resume="allow", mode=mode, dir=str(self.run_dir), group=group,
-                          reinit="create_new", config=dict(config) if config else None)
+                          tags=tags or None, reinit="create_new", config=dict(config) if config else None)
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         row = {"step": int(step), **{k: _to_python(v) for k, v in sorted(metrics.items())}}

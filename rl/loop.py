@@ -225,6 +225,7 @@ class Trainer:
             loop.step, bool(cfg.eval_every_frames), bool(cfg.checkpoint_every_frames))
         if loop.step == 0 and cfg.eval_every_frames and cfg.eval_at_start:
             self._evaluate()
+        logged_at = loop.step
         while loop.step < schedule.total_steps:
             if self.trace is not None:
                 self.trace.tick(loop.step, self.state)
@@ -254,13 +255,16 @@ class Trainer:
             bar.update(seeds.envs_per_seed * repeat)
             loop.episodes += episodes.add(ts)
             if log.due(loop.step):
-                shared = {**perf.report(), **self._counters()}
                 metrics = jax.device_get(metrics)   # fetched here, not per step
-                self._log_train(metrics, episodes, shared, bar)
+                self._log_train(metrics, episodes, {**perf.report(), **self._counters()}, bar)
+                logged_at = loop.step
             if evaluation.due(loop.step):
                 self._evaluate()
             if checkpoint.due(loop.step):
                 self.save()
+        if logged_at != loop.step:   # the last, partial logging window
+            self._log_train(jax.device_get(metrics), episodes,
+                            {**perf.report(), **self._counters()}, bar)
         if self.trace is not None:
             self.trace.finish(self.state)
         self.save()

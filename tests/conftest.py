@@ -16,6 +16,30 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow learning tests first (longest-first): with ``--dist worksteal`` the other worker
-    then steals the short tests, instead of one long test running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Spread the slow learning tests over the xdist workers' first chunks.
+
+    ``--dist worksteal`` hands worker k the k-th contiguous chunk of the collection and steals
+    from the tail of a queue. Sorting the slow tests to the front would put all of them in
+    worker 0's chunk, run one after the other; instead each worker's chunk starts with its
+    share of them (dealt round robin, in collection order) and ends with short tests that
+    the other worker may steal."""
+    workers = _num_workers(config)
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if workers < 2 or not slow:
+        return
+    fast = [item for item in items if item.get_closest_marker("slow") is None]
+    ordered, start = [], 0
+    for k in range(workers):
+        # xdist sends node k len(pending) // (workers - k) of what is still pending
+        size = (len(items) - start) // (workers - k)
+        share = slow[k::workers]
+        take = max(0, size - len(share))
+        ordered += share + fast[:take]
+        fast = fast[take:]
+        start += len(share) + take
+    items[:] = ordered + fast
+
+
+def _num_workers(config) -> int:
+    """xdist sets PYTEST_XDIST_WORKER_COUNT in each worker, where the schedule's collection is made."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

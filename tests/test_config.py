@@ -207,3 +207,55 @@ def test_one_logger_per_seed(tmp_path, num_seeds):
     finally:
         for logger in loggers:
             logger.close()
+
+
+def _wandb_run_record(run_dir):
+    """The run record (group, tags, name) of the one offline W&B run under ``run_dir``: a
+    ``.wandb`` file is a 7-byte header, then LevelDB-log blocks of 32 KiB holding protobuf
+    ``Record``s (chunk header: crc32, length, type 1 full / 2 first / 3 middle / 4 last)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = pathlib.Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
+    data, pos, pending = path.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:              # a block's tail too short for a header
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record.FromString(pending)
+            pending = b""
+            if record.WhichOneof("record_type") == "run":
+                return record.run
+    raise AssertionError(f"no run record in {path}")
+
+
+def test_the_seeds_of_a_sweep_share_one_wandb_group_and_carry_tags(tmp_path):
+    """What ``-m seed=1,2`` gives: two runs, one W&B group (experiment-env-method), tags for
+    method, env, suite, experiment and seed; ``logger.group/tags/name`` override them."""
+    pytest.importorskip("wandb")
+    from experiments.train import make_loggers
+
+    records = []
+    for seed in (1, 2):
+        cfg = _compose("experiment=quickstart", f"seed={seed}", "logger.wandb_mode=offline",
+                       "logger.tags=[mine]", f"run_dir={tmp_path / str(seed)}")
+        cfg.experiment = "quickstart"          # what experiments.train records from Hydra
+        run = config_lib.resolve(cfg)
+        (logger,) = make_loggers(run, tmp_path / str(seed), None)
+        logger.log(1, {"x": 1.0})
+        logger.close()
+        records.append(_wandb_run_record(tmp_path / str(seed)))
+    assert [r.run_group for r in records] == ["quickstart-toy-reach-drqv2"] * 2
+    for seed, record in zip((1, 2), records):
+        assert list(record.tags) == ["method:drqv2", "env:toy/reach", "suite:toy",
+                                     "experiment:quickstart", f"seed:{seed}", "mine"]
+        assert record.display_name == str(seed)
+    named = config_lib.resolve(_compose("logger.group=g", "logger.name=n", "objective=taco",
+                                        f"run_dir={tmp_path}"))
+    assert named.wandb_group == "g" and named.logger.name == "n"
+    assert named.method == "drqv2+taco" and named.wandb_group != records[0].run_group

@@ -1,4 +1,5 @@
 """The training loop end to end on the toy task: runs, checkpoints, and resumes exactly."""
+import json
 import pathlib
 
 import pytest
@@ -79,7 +80,11 @@ def test_resume_refuses_a_changed_model(tmp_path):
     from rl.checkpoint import CheckpointError
 
     run = tmp_path / "run"
-    train(_cfg(run, "loop.frames=40"))
+    train(_cfg(run, "loop.frames=45"))
+    # the last, partial logging window (frames 41-45) is logged too
+    train_rows = [row for row in read_metrics(run) if "progress/updates" in row
+                  and not any(k.startswith("eval/") for k in row)]
+    assert [row["step"] for row in train_rows][-2:] == [40, 45], train_rows
     with pytest.raises(CheckpointError, match="different model/replay config"):
         train(_cfg(run, f"resume={run}"), ["agent.hidden_dim=32"])
 
@@ -95,6 +100,12 @@ def test_resume_can_extend_the_frame_budget(tmp_path):
     train(_cfg(run, f"resume={run}"), ["loop.frames=80"])
     rows = read_metrics(run)
     assert rows[-1]["step"] == 80 and rows[-1]["progress/frames"] == 80
+    # console output is also in train.log (both runs'), and the code's commit in source.json
+    log = (run / "train.log").read_text()
+    assert log.count("run dir:") == 2 and "resumed from step 40" in log and "[eval]" in log
+    source = json.loads((run / "source.json").read_text())
+    assert set(source) == {"commit", "dirty"} and (source["commit"] is None
+                                                   or len(source["commit"]) == 40)
 
 
 @pytest.mark.parametrize("num_envs", [1, 4])
