@@ -41,6 +41,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as config_lib
+from experiments import runs
+from experiments.runs import LoadedRun, objective_names
 from rl.agents.alignment import AlignmentConfig
 
 SOURCE_DATA = ("replay", "collect")
@@ -167,22 +169,6 @@ class PairedEnv:
 
 
 # ---- loading a run ----------------------------------------------------------------------------
-@dataclasses.dataclass
-class LoadedRun:
-    cfg: config_lib.RunConfig  # the run's saved config, resolved
-    agent: Any                # ImaginationAgent
-    state: Any                # its ImaginationState (one seed's copy)
-    replay: Any               # the replay of its training env (that copy's block of envs)
-    step: int                 # checkpoint step (agent steps)
-    meta: dict
-
-
-def objective_names(cfg: config_lib.RunConfig) -> str:
-    """The trained run's objectives, e.g. ``"repo"`` or ``"repo+taco"`` (``"none"``)."""
-    return "+".join(o.name for o in (getattr(cfg.agent, "objectives", None) or {}).values()) \
-        or "none"
-
-
 def env_factory(cfg: config_lib.RunConfig, **kwargs: Any) -> Callable[[], Any]:
     """A picklable maker of the run's env with its kwargs updated by ``kwargs``."""
     return cfg.env.maker(**kwargs)
@@ -190,51 +176,13 @@ def env_factory(cfg: config_lib.RunConfig, **kwargs: Any) -> Callable[[], Any]:
 
 def load_run(run: str | pathlib.Path, step: int | None = None, seed_index: int = 0,
              print_fn: Callable[[str], None] = print) -> LoadedRun:
-    """The agent and replay of a run of ``experiments.train`` (restored onto the default device)."""
-    import jax
-
-    from rl import replay as replay_lib
-    from rl.checkpoint import Checkpointer
-
-    run_dir = pathlib.Path(run).absolute()
-    saved = config_lib.saved_config(run_dir, f"run={str(run)!r}")
+    """The agent and replay of a run of ``experiments.train`` (``experiments.runs.load_run``),
+    refused unless it trained a world model (the imagination agent)."""
+    saved = config_lib.saved_config(run, f"run={str(run)!r}")
     if saved.agent.name != "imagination":
         raise ValueError(f"run={str(run)!r} trained agent.name={saved.agent.name!r}; alignment "
                          "re-trains a world model's encoder: it needs agent=imagination")
-    cfg = config_lib.resolve_saved(saved)
-    seeds = cfg.seeds
-    seeds.check_index(seed_index)
-    if not (run_dir / "checkpoints").is_dir():
-        raise FileNotFoundError(f"run={str(run)!r} has no checkpoints/ (trained with "
-                                "loop.checkpoints=false?): nothing to align")
-    env = cfg.env.maker()()
-    spec = env.spec
-    env.close()
-    agent = cfg.agent_class()(cfg.agent, spec)
-    stacked = seeds.wrap(agent)
-    device = jax.devices()[0]
-    sharding = jax.sharding.SingleDeviceSharding(device)
-    key = jax.random.PRNGKey(0)
-    shapes = jax.eval_shape(lambda k: {
-        "agent": stacked.init(k),
-        "replay": replay_lib.init(spec, cfg.replay_capacity, seeds.total_envs,
-                                  priority_groups=seeds.priority_groups),
-        "key": k, "carry": stacked.initial_carry(seeds.total_envs)}, key)
-    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                        shapes)
-    checkpointer = Checkpointer(run_dir / "checkpoints", keep=1_000_000)
-    try:
-        state, meta = checkpointer.restore(like, fingerprint=cfg.fingerprint, step=step)
-        step = checkpointer.latest_step() if step is None else step
-    finally:
-        checkpointer.close()
-    agent_state = seeds.member(state["agent"], seed_index)
-    replay = seeds.replay_block(state["replay"], seed_index)
-    print_fn(f"loaded {run_dir} at step {step} ({step * spec.action_repeat} frames; "
-             f"objectives {objective_names(cfg)}); source replay {int(replay.size)} steps "
-             f"x {replay.num_envs} envs")
-    return LoadedRun(cfg=cfg, agent=agent, state=agent_state, replay=replay, step=int(step),
-                     meta=meta)
+    return runs.load_run(run, step, seed_index, print_fn)
 
 
 # ---- acting -----------------------------------------------------------------------------------

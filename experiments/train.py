@@ -44,21 +44,27 @@ def console_to_train_log(run_dir: pathlib.Path) -> logging.Handler | None:
 
 def build_envs(run: config_lib.RunConfig):
     """Train and eval ``VectorEnv``s, each with one block of envs per seed (``run.seeds``)."""
-    from rl.envs import registry
     from rl.envs.vector import VectorEnv
 
     seeds = run.seeds
     train_env = VectorEnv(run.env.maker(), seeds.total_envs, seed=run.seed,
                           parallel=run.env.parallel, workers=run.env.workers)
-    # evaluation follows the test protocol (e.g. Atari: no terminal on life loss)
-    eval_env = VectorEnv(run.env.maker(**registry.eval_overrides(run.env.name)),
-                         seeds.total_eval_envs, seed=run.eval_seed, parallel=run.env.parallel,
-                         workers=run.env.workers)
+    eval_env = make_eval_env(run, seeds.total_eval_envs, run.eval_seed)
     if train_env.spec.action_repeat != run.action_repeat:
         raise RuntimeError(f"{run.env.name}: the env repeats actions "
                            f"{train_env.spec.action_repeat} times, the resolved config says "
                            f"{run.action_repeat} (rl.envs.registry.action_repeat)")
     return train_env, eval_env
+
+
+def make_eval_env(run: config_lib.RunConfig, num_envs: int, seed: int):
+    """A ``VectorEnv`` of the run's env under the test protocol (e.g. Atari: no terminal on
+    life loss; ``rl.envs.registry.eval_overrides``), its episodes seeded from ``seed``."""
+    from rl.envs import registry
+    from rl.envs.vector import VectorEnv
+
+    return VectorEnv(run.env.maker(**registry.eval_overrides(run.env.name)), num_envs,
+                     seed=seed, parallel=run.env.parallel, workers=run.env.workers)
 
 
 def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ()) -> dict[str, float]:

@@ -36,6 +36,10 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def steps(self) -> list[int]:
+        """Every step saved here (and kept), oldest first."""
+        return sorted(int(s) for s in self._manager.all_steps())
+
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         meta = {**meta, "format_version": FORMAT_VERSION}
         self._manager.save(step, args=ocp.args.Composite(

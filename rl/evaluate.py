@@ -1,4 +1,5 @@
-"""Deterministic-policy evaluation over K episodes on a separate vector env."""
+"""Deterministic-policy evaluation over K episodes on a separate vector env, and the agent's
+own report videos (shared by the training loop and experiments.evaluate)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -14,7 +15,19 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
              step: jax.Array, record_video: bool = False, max_steps: int = 10_000_000,
              groups: int = 1) -> tuple[list[dict[str, float]], np.ndarray | None]:
     """Runs ``episodes`` full episodes per group with ``explore=False``; returns one stats dict
-    per group and env 0's frames.
+    per group (``summarise``) and env 0's frames (``play`` says which episodes count)."""
+    played, video = play(agent, act, state, env, episodes, key, step, record_video, max_steps,
+                         groups)
+    return [summarise(group) for group in played], video
+
+
+def play(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, key: jax.Array,
+         step: jax.Array, record_video: bool = False, max_steps: int = 10_000_000,
+         groups: int = 1, explore: bool = False
+         ) -> tuple[list[dict[str, list[float]]], np.ndarray | None]:
+    """Runs ``episodes`` full episodes per group; returns each group's per-episode ``return``,
+    ``length`` (and ``success``) lists and env 0's frames of its first episode. ``explore``:
+    act as in training (exploration noise at ``step``) instead of the deterministic policy.
 
     ``groups``: the env is split into that many equal blocks of consecutive envs (one per
     vmapped seed, ``rl.agents.seed_stack``), each evaluated on its own episodes.
@@ -40,7 +53,7 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
     for _ in range(max_steps):
         key, key_act = jax.random.split(key)
         action, carry = act(state, carry, jnp.asarray(ts.obs), jnp.asarray(ts.is_first),
-                            key_act, step, explore=False)
+                            key_act, step, explore=explore)
         # envs done with their share stop stepping: the tail of long episodes (Atari's cap
         # is 27k steps) then costs only the envs still playing
         ts = env.step(np.asarray(action), finished < quota)
@@ -56,13 +69,24 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
                 group["success"].append(float(ts.info["episode_success"][i]))
         if np.all(finished >= quota):
             break
-    results = []
-    for group in stats:
-        returns, lengths = group["return"], group["length"]
-        result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
-                  "episode_length": float(np.mean(lengths)), "episodes": float(len(returns))}
-        if group["success"]:
-            result["success"] = float(np.mean(group["success"]))
-        results.append(result)
     video = np.stack(frames) if record_video else None
-    return results, video
+    return stats, video
+
+
+def summarise(group: dict[str, list[float]]) -> dict[str, float]:
+    """One group's episodes (``play``) as the scalars the loggers record."""
+    returns, lengths = group["return"], group["length"]
+    result = {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
+              "episode_length": float(np.mean(lengths)), "episodes": float(len(returns))}
+    if group["success"]:
+        result["success"] = float(np.mean(group["success"]))
+    return result
+
+
+def make_report_fn(agent: Agent) -> Callable[[Any, Any, jax.Array], dict[str, jax.Array]] | None:
+    """The agent's own videos (e.g. a world model's open-loop predictions) from one replay
+    batch, jitted: ``(state, replay, key) -> {name: uint8 [T, H, W, C]}``; None for agents
+    without a ``report`` method. The loop's eval videos and experiments.evaluate share it."""
+    if not hasattr(agent, "report"):
+        return None
+    return jax.jit(lambda state, replay, key: agent.report(state, agent.sample(replay, key), key))

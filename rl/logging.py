@@ -75,16 +75,8 @@ class Logger:
 
     def video(self, step: int, name: str, frames: np.ndarray, fps: int = 20) -> pathlib.Path:
         """Saves ``frames [T,H,W,C] uint8`` as a GIF under ``videos/`` and logs it to W&B."""
-        import imageio.v2 as imageio
-
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.dtype != np.uint8:
-            raise ValueError(f"video frames must be uint8 [T,H,W,C], got {frames.dtype} {frames.shape}")
-        if frames.shape[-1] == 1:
-            frames = np.repeat(frames, 3, axis=-1)
-        path = self.run_dir / "videos" / f"{name.replace('/', '_')}_{int(step):09d}.gif"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+        path = save_video(self.run_dir / "videos" / f"{name.replace('/', '_')}_{int(step):09d}.gif",
+                          frames, fps)
         if self._wandb is not None:
             import wandb
 
@@ -96,6 +88,35 @@ class Logger:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+def video_suffix() -> str:
+    """``.mp4`` where imageio's ffmpeg plugin (the ``imageio-ffmpeg`` package) is installed,
+    else ``.gif`` (Pillow, always there)."""
+    import importlib.util
+
+    return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") is not None else ".gif"
+
+
+def save_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 20) -> pathlib.Path:
+    """Writes ``frames [T,H,W,C] uint8`` (grey or RGB) as a GIF or MP4, by ``path``'s suffix.
+
+    A GIF stores each frame's duration, and Pillow merges identical consecutive frames into one
+    longer frame: its frame count is the summed duration times ``fps``, not its image count."""
+    import imageio.v2 as imageio
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.dtype != np.uint8:
+        raise ValueError(f"video frames must be uint8 [T,H,W,C], got {frames.dtype} {frames.shape}")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mp4":   # macro_block_size=1: keep small frames (84 px) unresized
+        imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
+    else:
+        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+    return path
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

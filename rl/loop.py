@@ -22,7 +22,7 @@ from rl.agents.seed_stack import UPDATE_MODES, SeedLayout
 from rl.checkpoint import Checkpointer
 from rl.core.types import ActionSpec, TimeStep
 from rl.episodes import EpisodeStats
-from rl.evaluate import evaluate
+from rl.evaluate import evaluate, make_report_fn
 from rl.logging import Logger
 from rl.loop_schedule import LoopSchedule
 from rl.progress import progress_bar
@@ -318,7 +318,6 @@ class Trainer:
         if not hasattr(self.agent, "report") or self.loop.updates == 0 or not self.fused:
             return  # (a host-memory replay would need its batch copied over first: skipped)
         if not hasattr(self, "_report_fn"):
-            self._report_fn = jax.jit(
-                lambda state, replay, key: self.agent.report(state, self.agent.sample(replay, key), key))
+            self._report_fn = make_report_fn(self.agent)
         for name, video in self._report_fn(self.state.agent, self.state.replay, key).items():
             self.loggers[0].video(frames, f"report/{name}", np.asarray(video))
