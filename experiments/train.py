@@ -134,7 +134,8 @@ def make_loggers(run: config_lib.RunConfig, run_dir: pathlib.Path, resume_frame:
     with its method, env, suite, experiment and seed."""
     from rl.logging import Logger
 
-    config = {**run.to_dict(), "source": source or {}, "method": run.method, "suite": run.suite}
+    config = {**run.to_dict(), "source": source or {}, "method": run.method, "suite": run.suite,
+              "group": run.wandb_group}
     dirs = run.seeds.log_dirs(run_dir)
     names = run.seeds.run_names(run.logger.name or run_dir.name)
     return [Logger(d, {**config, "seed_index": k}, wandb_mode=run.logger.wandb_mode,
