@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl.core import checks
 from rl.core.objective import (Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales,
                                   register)
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
@@ -130,6 +131,7 @@ class TacoConfig:
             raise ValueError(f"TacoConfig.latent_action_dim must be >= 1 or None, "
                              f"got {self.latent_action_dim!r}")
         check_loss_scales(LOSS_KEYS, self.loss_scales)
+        checks.weights("TacoConfig", "loss_scales", self.loss_scales)
 
 
 class TacoDrQV2Objective(ObjectiveBase):
