@@ -195,11 +195,16 @@ class TacoObjective(ObjectiveBase):
     loss_keys = ("taco", "taco_reward")
     Config = TacoConfig
 
-    def __init__(self, cfg: TacoConfig, world_model: Any) -> None:
+    @staticmethod
+    def check_config(cfg: TacoConfig) -> None:
+        """What a world-model host refuses of ``cfg``, checked before anything is built."""
         if cfg.loss_scales["curl"] != 0:
             raise ValueError("objective=taco on a world model: CURL needs two augmented views "
                              "of a frame and world models train on unaugmented frames; set "
                              "agent.objectives.taco.loss_scales.curl=0")
+
+    def __init__(self, cfg: TacoConfig, world_model: Any) -> None:
+        self.check_config(cfg)
         self.cfg, self.wm = cfg, world_model
         self.loss_scales = {"taco": cfg.loss_scales["taco"],
                             "taco_reward": cfg.loss_scales["reward"]}

@@ -42,6 +42,9 @@ def check_available(configs: Mapping[str, Any] | None, agent: str) -> dict[str, 
         if name != key:
             raise ValueError(f"objectives[{key!r}] has name {name!r}; an objective config is "
                              f"keyed by its own name")
+        check = getattr(valid[name], "check_config", None)   # what this host refuses of cfg
+        if check is not None:
+            check(cfg)
     return valid
 
 

@@ -108,6 +108,10 @@ class ImaginationConfig:
         check = getattr(self.world_model, "validate", None)
         if check is not None:
             check(tuple(env.obs_shape))
+        for cfg in self.objectives.values():   # what a world-model host refuses of each
+            check = getattr(objective_lib.get(cfg.name), "check_config", None)
+            if check is not None:
+                check(cfg)
         modules.check_configs(self.modules, "imagination", PROVIDES)
 
 
