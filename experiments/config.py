@@ -8,6 +8,12 @@ place and Hydra just validates against it. ``RunConfig`` holds those frozen data
 derived value (the resolved action repeat, the replay capacity cut to the frame budget, the
 per-seed layout, the eval seed, the checkpoint fingerprint), computed once in ``resolve``;
 experiments.train, experiments.align and the Trainer read it and never the DictConfig.
+
+``resolve`` is also where bad input stops, before an env is made or anything compiles: each
+config checks its own fields (its constructor or ``validate``), ``EnvConfig.validate`` describes
+the env offline (``rl.envs.registry.describe``: pixel shape, discrete actions, the MuJoCo GL
+library), and the agent's ``validate(env)`` checks what it will be given (action type, image
+size, objectives, modules, world model). ``tests/test_bad_config.py`` lists what is refused.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from rl.agents.seed_stack import SeedLayout
+from rl.core import checks
 from rl.loop import LoopConfig
 
 # agent name -> (module, config class, agent class); the loop only sees the Agent protocol
@@ -36,6 +43,7 @@ AGENTS: dict[str, tuple[str, str, str]] = {
 
 
 DEVICES = ("auto", "cpu", "gpu")
+WANDB_MODES = ("offline", "online", "disabled")
 EVAL_SEED_OFFSET = 1_000_003             # eval envs are seeded apart from the train envs
 
 
@@ -58,6 +66,17 @@ class EnvConfig:
                                  action_repeat=self.action_repeat, convention=self.convention,
                                  **{**self.kwargs, **kwargs})
 
+    def validate(self) -> Any:
+        """Checks this env's fields without making it; returns what the agents' configs check
+        against (``rl.envs.registry.EnvDescription``: pixel shape, discrete actions)."""
+        from rl.envs import registry
+
+        checks.at_least("env", "num_envs", self.num_envs, 1)
+        if self.workers is not None:
+            checks.at_least("env", "workers", self.workers, 1)
+        return registry.describe(self.name, size=self.size, action_repeat=self.action_repeat,
+                                 convention=self.convention, **self.kwargs)
+
 
 @dataclasses.dataclass(frozen=True)
 class LoggerConfig:
@@ -68,6 +87,9 @@ class LoggerConfig:
     group: Optional[str] = None
     tags: Tuple[str, ...] = ()               # added to the default tags (method, env, suite, ...)
     name: Optional[str] = None               # None: the run directory's name
+
+    def validate(self) -> None:
+        checks.one_of("logger", "wandb_mode", self.wandb_mode, WANDB_MODES)
 
 
 def _mirror_type(tp: Any) -> Any:
@@ -273,7 +295,15 @@ def register() -> None:
 
 def agent_config(cfg: DictConfig) -> Any:
     cfg_cls, _ = agent_class(cfg.agent.name)
+    if "world_model" in cfg.agent and "world_model" not in _field_names(cfg_cls):
+        hosts = [n for n in AGENTS if "world_model" in _field_names(agent_class(n)[0])]
+        raise ValueError(f"agent={cfg.agent.name} has no world model (agent.world_model); "
+                         f"world models run on agent={'|'.join(hosts)}")
     return _from_node(cfg_cls, cfg.agent)
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def loop_config(cfg: DictConfig) -> LoopConfig:
@@ -373,6 +403,20 @@ class RunConfig:
         pathlib.Path(path).write_text(self.yaml, encoding="utf-8")
 
 
+def check_resume(resume: Optional[str]) -> None:
+    """``resume`` must be a run directory (one with the ``config.yaml`` experiments.train
+    writes) or the literal ``"auto"``."""
+    if not resume or resume == "auto":
+        return
+    run_dir = pathlib.Path(resume).absolute()
+    why = ("it does not exist" if not run_dir.exists() else
+           "it is not a directory" if not run_dir.is_dir() else None)
+    if why is not None:
+        raise FileNotFoundError(f"resume={resume!r} is not a run directory (no config.yaml in "
+                                f"{run_dir}: {why}); pass the directory of a run started by "
+                                f"experiments.train, or resume=auto")
+
+
 def saved_config(run_dir: str | pathlib.Path, label: str) -> DictConfig:
     """A run's saved ``config.yaml`` under the schema; ``label`` names the argument that
     pointed at ``run_dir`` in the error for a directory without one."""
@@ -401,6 +445,7 @@ def resolve(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunConfig:
     plus ``overrides`` (the command line's ``key=value`` pairs); its replay keeps the capacity
     it was allocated (a resumed run that gets a larger ``loop.frames`` wraps its ring). ``cfg``
     itself is left as it is."""
+    check_resume(cfg.resume)
     if cfg.resume:
         return _resolved(load_resumed(cfg, overrides), fresh=False)
     return _resolved(copy.deepcopy(cfg), fresh=True)
@@ -414,13 +459,19 @@ def resolve_saved(cfg: DictConfig) -> RunConfig:
 def _resolved(cfg: DictConfig, fresh: bool) -> RunConfig:
     from rl.envs import registry
 
+    # Every check runs here, before an env is made or anything compiles: each config's own
+    # fields in its constructor or ``validate``, then the agent against the env it will get.
     if cfg.device not in DEVICES:
         raise ValueError(f"device={cfg.device!r}; allowed: {', '.join(DEVICES)}")
-    agent_cfg = agent_config(cfg)
-    loop_config(cfg).validate()
     if cfg.num_seeds < 1:
         raise ValueError(f"num_seeds={cfg.num_seeds}; must be >= 1")
+    agent_cfg = agent_config(cfg)
     env = _from_node(EnvConfig, cfg.env)
+    agent_cfg.validate(env.validate())
+    # a resumed run's saved capacity is already cut to its frame budget
+    loop_config(cfg).validate(batch_size=getattr(agent_cfg, "batch_size", None) if fresh
+                              else None)
+    _from_node(LoggerConfig, cfg.logger).validate()
     repeat = registry.action_repeat(env.name, env.action_repeat, env.convention, **env.kwargs)
     if fresh:   # the saved config records the replay actually allocated
         cfg.loop.replay_capacity = fillable_capacity(cfg.loop.replay_capacity, cfg.loop.frames,

@@ -61,6 +61,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl.core import checks
 from rl.core import kl as kl_lib
 from rl.core.nets import dense_head
 from rl.core.objective import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
@@ -108,6 +109,7 @@ class InfoPowerConfig:
             raise ValueError(f"InfoPowerConfig.kl_balance={self.kl_balance!r}; in [0, 1] or null")
         if not self.min_std > 0.0:
             raise ValueError(f"InfoPowerConfig.min_std={self.min_std!r}; must be > 0")
+        checks.weights("InfoPowerConfig", "loss_scales", self.loss_scales)
 
 
 # ---------------------------------------------------------------------------- pieces

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from rl.core import checks
 from rl.core.objective import LossMaps, Metrics, ObjectiveBase, ObjectiveInputs, register
 
 
@@ -20,6 +21,9 @@ from rl.core.objective import LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
 class LatentL2Config:
     name: str = "latent_l2"
     loss_scales: dict[str, float] = dataclasses.field(default_factory=lambda: {"latent_l2": 1.0})
+
+    def __post_init__(self) -> None:
+        checks.weights("LatentL2Config", "loss_scales", self.loss_scales)
 
 
 class LatentL2Objective(ObjectiveBase):

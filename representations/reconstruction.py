@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from rl.core import checks
 from rl.core.objective import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
                                   check_loss_scales, register)
 
@@ -22,6 +23,9 @@ from rl.core.objective import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs
 class ReconstructionConfig:
     name: str = "reconstruction"
     loss_scales: dict[str, float] = dataclasses.field(default_factory=lambda: {"image": 1.0})
+
+    def __post_init__(self) -> None:
+        checks.weights("ReconstructionConfig", "loss_scales", self.loss_scales)
 
 
 def gaussian_image_nll(mean: jax.Array, target: jax.Array) -> jax.Array:

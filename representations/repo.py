@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rl.core import checks
 from rl.core.objective import (LossMaps, Metrics, ObjectiveBase, ObjectiveInputs,
                                   check_loss_scales, register)
 from representations.reconstruction import image_nll
@@ -50,6 +51,7 @@ class RePoConfig:
             raise ValueError(f"RePoConfig.init_beta={self.init_beta!r}; must be > 0")
         if not self.beta_lr > 0.0:
             raise ValueError(f"RePoConfig.beta_lr={self.beta_lr!r}; must be > 0")
+        checks.weights("RePoConfig", "loss_scales", self.loss_scales)
 
 
 def dual_step(opt: optax.GradientTransformation, log_beta: jax.Array, opt_state: Any,

@@ -250,8 +250,13 @@ class SPRRainbowObjective(ObjectiveBase):
     loss_keys = LOSS_KEYS
     Config = SPRConfig
 
-    def __init__(self, cfg: SPRConfig, host: Any) -> None:
+    @staticmethod
+    def check_config(cfg: SPRConfig) -> None:
+        """What this host refuses of ``cfg``, checked before anything is built."""
         _check_online_target(cfg, "with agent=rainbow (SPR's augmented setting)")
+
+    def __init__(self, cfg: SPRConfig, host: Any) -> None:
+        self.check_config(cfg)
         self.cfg, self.loss_scales = cfg, dict(cfg.loss_scales)
         self.needs = Needs(window=cfg.horizon)
         self.spr = SPR(cfg, host.num_actions, host.cfg.conv)
@@ -291,8 +296,13 @@ class SPRObjective(ObjectiveBase):
     loss_keys = LOSS_KEYS
     Config = SPRConfig
 
-    def __init__(self, cfg: SPRConfig, world_model: Any) -> None:
+    @staticmethod
+    def check_config(cfg: SPRConfig) -> None:
+        """What this host refuses of ``cfg``, checked before anything is built."""
         _check_online_target(cfg, "on a world model (an EMA copy of the model is not built)")
+
+    def __init__(self, cfg: SPRConfig, world_model: Any) -> None:
+        self.check_config(cfg)
         self.cfg, self.wm = cfg, world_model
         self.loss_scales = {"spr": cfg.loss_scales["spr"]}
         self.projection = nn.Dense(cfg.projection_dim)

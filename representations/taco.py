@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rl.core import checks
 from rl.core.objective import (Needs, ObjectiveBase, ObjectiveInputs, check_loss_scales,
                                   register)
 from representations.contrastive import bilinear_logits, contrastive_accuracy, info_nce
@@ -130,6 +131,7 @@ class TacoConfig:
             raise ValueError(f"TacoConfig.latent_action_dim must be >= 1 or None, "
                              f"got {self.latent_action_dim!r}")
         check_loss_scales(LOSS_KEYS, self.loss_scales)
+        checks.weights("TacoConfig", "loss_scales", self.loss_scales)
 
 
 class TacoDrQV2Objective(ObjectiveBase):
@@ -193,11 +195,16 @@ class TacoObjective(ObjectiveBase):
     loss_keys = ("taco", "taco_reward")
     Config = TacoConfig
 
-    def __init__(self, cfg: TacoConfig, world_model: Any) -> None:
+    @staticmethod
+    def check_config(cfg: TacoConfig) -> None:
+        """What a world-model host refuses of ``cfg``, checked before anything is built."""
         if cfg.loss_scales["curl"] != 0:
             raise ValueError("objective=taco on a world model: CURL needs two augmented views "
                              "of a frame and world models train on unaugmented frames; set "
                              "agent.objectives.taco.loss_scales.curl=0")
+
+    def __init__(self, cfg: TacoConfig, world_model: Any) -> None:
+        self.check_config(cfg)
         self.cfg, self.wm = cfg, world_model
         self.loss_scales = {"taco": cfg.loss_scales["taco"],
                             "taco_reward": cfg.loss_scales["reward"]}

@@ -60,7 +60,9 @@ class LoopConfig:
     trace_at_frames: int = 0              # >0: a profiler trace of trace_steps loop iterations
     trace_steps: int = 100                # from this frame, into the run dir's trace/
 
-    def validate(self) -> None:
+    def validate(self, batch_size: Optional[int] = None) -> None:
+        """The fields' ranges; with ``batch_size`` (the agent's), also that the replay can
+        hold one batch."""
         for name in ("frames", "update_every", "updates_per_call", "eval_episodes", "eval_envs",
                      "log_every_frames", "replay_capacity", "trace_steps"):
             if getattr(self, name) < 1:
@@ -76,6 +78,12 @@ class LoopConfig:
         if self.seed_updates not in UPDATE_MODES:
             raise ValueError(f"loop.seed_updates={self.seed_updates!r}; must be one of "
                              f"{UPDATE_MODES}")
+        if self.replay_budget_gb < 0:
+            raise ValueError(f"loop.replay_budget_gb={self.replay_budget_gb}; must be >= 0")
+        if batch_size is not None and batch_size > self.replay_capacity:
+            raise ValueError(f"agent.batch_size={batch_size} is larger than "
+                             f"loop.replay_capacity={self.replay_capacity} (per seed); raise "
+                             f"loop.replay_capacity or lower agent.batch_size")
 
 
 def random_actions(key: jax.Array, spec: ActionSpec, num: int) -> jax.Array:

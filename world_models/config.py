@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rl.core import checks
 from rl.core import kl as kl_lib
 from rl.core.patch_conv import CONV_IMPLS
 
@@ -84,6 +85,20 @@ class WorldModelConfig:
         # Hydra hands lists; keep tuples so the config stays hashable (it is static under jit)
         object.__setattr__(self, "encoder_kernels", tuple(self.encoder_kernels))
         object.__setattr__(self, "decoder_kernels", tuple(self.decoder_kernels))
+        checks.weights("WorldModelConfig", "loss_scales", self.loss_scales)
+
+    def validate(self, obs_shape: tuple[int, ...]) -> None:
+        """Whether the encoder and the decoder take ``(H, W, C)`` images (the RSSM's convs are
+        stride 2, VALID: the decoder makes exactly one size)."""
+        from world_models.conv import check_decoder, encoder_embed_size
+
+        try:
+            encoder_embed_size(obs_shape, self.cnn_depth, self.encoder_kernels)
+            if self.decoder:
+                check_decoder(obs_shape, self.decoder_kernels)
+        except ValueError as error:
+            raise ValueError(f"env.size={obs_shape[0]} does not suit the world model "
+                             f"({self.name}): {error}") from None
 
     @property
     def loss_keys(self) -> tuple[str, ...]:

@@ -30,10 +30,10 @@ class ObjectiveSlots:
     states: dict[str, Any]
 
 
-def build(configs: Mapping[str, Any] | None, agent: str, host: Any) -> tuple[Any, ...]:
-    """The objectives for ``{name: config}`` in order; errors name what ``agent`` accepts."""
+def check_available(configs: Mapping[str, Any] | None, agent: str) -> dict[str, type]:
+    """The classes ``agent`` can build (``rl.core.objective.available``); raises naming an
+    objective of ``configs`` it cannot host, and the ones it can."""
     valid = objective_lib.available(agent)
-    objectives = []
     for key, cfg in (configs or {}).items():
         name = getattr(cfg, "name", None)
         if name not in valid:
@@ -42,7 +42,18 @@ def build(configs: Mapping[str, Any] | None, agent: str, host: Any) -> tuple[Any
         if name != key:
             raise ValueError(f"objectives[{key!r}] has name {name!r}; an objective config is "
                              f"keyed by its own name")
-        objective = valid[name](cfg, host)
+        check = getattr(valid[name], "check_config", None)   # what this host refuses of cfg
+        if check is not None:
+            check(cfg)
+    return valid
+
+
+def build(configs: Mapping[str, Any] | None, agent: str, host: Any) -> tuple[Any, ...]:
+    """The objectives for ``{name: config}`` in order; errors name what ``agent`` accepts."""
+    valid = check_available(configs, agent)
+    objectives = []
+    for key, cfg in (configs or {}).items():
+        objective = valid[cfg.name](cfg, host)
         check_loss_scales(objective.loss_keys, objective.loss_scales)
         objectives.append(objective)
     return tuple(objectives)

@@ -7,9 +7,62 @@ on the same model, data and camera gives byte-identical images (tested) and is f
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
+import os
+import platform
 import weakref
 
 import numpy as np
+
+# MUJOCO_GL -> (the shared library its GL platform loads, the Debian/Ubuntu package with it)
+GL_LIBRARIES = {"egl": ("EGL", "libegl1"), "osmesa": ("OSMesa", "libosmesa6"),
+                "glx": ("GL", "libgl1"), "glfw": ("glfw", "libglfw3 (or pip install glfw)")}
+GL_BACKENDS = ("egl", "osmesa", "glfw", "glx")
+
+
+def loadable(name: str) -> bool:
+    """Whether ``lib<name>.so`` loads, as PyOpenGL/glfw would look for it (sonames, then
+    ``ctypes.util.find_library``)."""
+    candidates = [f"lib{name}.so"] + [f"lib{name}.so.{v}" for v in range(12, -1, -1)]
+    found = ctypes.util.find_library(name)
+    for candidate in candidates + ([found] if found else []):
+        try:
+            ctypes.CDLL(candidate)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def check_gl_backend(what: str = "this env") -> None:
+    """A clear error, before any env is made, when ``MUJOCO_GL`` names a rendering backend whose
+    library is not installed (MuJoCo itself fails later with e.g. ``'NoneType' object has no
+    attribute 'glGetError'``). Linux only; other systems pick their own backend."""
+    if platform.system() != "Linux":
+        return
+    backend = os.environ.get("MUJOCO_GL", "egl").lower().strip() or "glfw"
+    if backend in ("enable", "enabled", "on", "true", "1"):
+        backend = "glfw"
+    if backend not in GL_BACKENDS:
+        raise ValueError(f"MUJOCO_GL={backend!r}: {what} renders pixels with MuJoCo; valid "
+                         f"backends: {list(GL_BACKENDS)} (egl for headless GPUs, osmesa for CPU)")
+    if backend == "glfw":
+        try:
+            import glfw  # noqa: F401  (loads its library at import)
+        except Exception as error:   # noqa: BLE001 -- ImportError, or glfw's own load errors
+            raise ValueError(f"MUJOCO_GL=glfw but the glfw library does not load ({error}); "
+                             f"install {GL_LIBRARIES['glfw'][1]}, or use MUJOCO_GL=egl "
+                             f"(apt-get install libegl1) or MUJOCO_GL=osmesa "
+                             f"(apt-get install libosmesa6)") from None
+        return
+    library, package = GL_LIBRARIES[backend]
+    if not loadable(library):
+        others = ", ".join(f"MUJOCO_GL={b} ({GL_LIBRARIES[b][1]})" for b in ("egl", "osmesa")
+                           if b != backend)
+        raise ValueError(f"MUJOCO_GL={backend} but lib{library}.so is not installed, so "
+                         f"{what} cannot render; install it (apt-get install {package}) or "
+                         f"choose another backend: {others}")
 
 _LIVE: "weakref.WeakSet[PixelRenderer]" = weakref.WeakSet()
 _ATEXIT_REGISTERED = False

@@ -1,9 +1,10 @@
 """``make("suite/task")`` for every suite; heavy suites are imported only when one is made."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from rl.envs.base import Env
+from rl.envs.base import Env, check_choice, check_positive_int
 
 SUITES = ("dmc", "atari", "adroit", "toy")
 
@@ -107,6 +108,80 @@ def action_repeat(name: str, action_repeat: int | None = None, convention: str |
 
         return AtariConfig.for_convention(convention or "spr", **suite_kwargs).frame_skip
     return ACTION_REPEAT[suite]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvDescription:
+    """What the agents' configs check against, known without making the env: the pixel shape
+    ``(H, W, C)`` and whether actions are discrete."""
+
+    name: str
+    obs_shape: tuple[int, int, int]
+    discrete: bool
+
+
+def describe(name: str, *, size: int | None = None, action_repeat: int | None = None,
+             convention: str | None = None, **suite_kwargs: Any) -> EnvDescription:
+    """The env ``make`` would give (the same arguments), described without importing a
+    simulator; a ``ValueError`` naming the bad value (and what is allowed) where ``make`` would
+    refuse it. Rendering suites (dmc, adroit) also check the ``MUJOCO_GL`` backend's library."""
+    suite, task = _split(name)
+    if action_repeat is not None:
+        check_positive_int("env.action_repeat", action_repeat)
+    if suite == "atari":
+        from rl.envs import atari
+
+        if task not in atari.ATARI_100K_GAMES:
+            try:
+                games = atari.available_games()
+            except ImportError:
+                games = []
+            if task not in games:
+                raise ValueError(f"unknown Atari game {task!r} in env.name={name!r}; the "
+                                 f"Atari-100k games: {list(atari.ATARI_100K_GAMES)}"
+                                 + ("" if games else " (ale-py is not installed)"))
+        fields = dict(suite_kwargs)
+        if size is not None:
+            fields["size"] = size
+        if action_repeat is not None:
+            fields["frame_skip"] = action_repeat
+        try:
+            cfg = atari.AtariConfig.for_convention(convention or "spr", **fields)
+        except ValueError as error:
+            raise ValueError(f"env={name}: {error}") from None
+        return EnvDescription(name, (cfg.size, cfg.size, 1 if cfg.grayscale else 3), True)
+    if suite == "dmc":
+        from rl.envs import dmc
+
+        dmc.resolve_task(task)
+        convention = convention or "drqv2"
+        check_choice("env.convention", convention, dmc.CONVENTIONS)
+        size = dmc.DEFAULT_SIZE[convention] if size is None else size
+        check_choice("env.size", size, dmc.SIZES)
+        description = EnvDescription(name, (size, size, 3), False)
+    else:
+        if convention is not None:
+            raise ValueError(f"env.convention={convention!r} is not used by the {suite!r} "
+                             f"suite; leave it null (conventions: dmc drqv2|planet, atari "
+                             f"spr|storm)")
+        if suite == "adroit":
+            from rl.envs import adroit
+
+            check_choice("adroit task", task, sorted(adroit.ADROIT_TASKS))
+            size = 84 if size is None else check_positive_int("env.size", size)
+            description = EnvDescription(name, (size, size, 3), False)
+        else:
+            from rl.envs import toy
+
+            check_choice("toy task", task, toy.TOY_TASKS)
+            size = 32 if size is None else check_positive_int("env.size", size)
+            if size < 8:
+                raise ValueError(f"env.size={size}; toy envs need at least 8 pixels")
+            return EnvDescription(name, (size, size, 3), task == "reach_discrete")
+    from rl.envs.mujoco_render import check_gl_backend
+
+    check_gl_backend(f"env={name}")
+    return description
 
 
 def eval_overrides(name: str) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
     cls = rl.modules.get("toy")          # the module class; cls.Config its config
 """
-from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, check_host,
-                             declare_host, get, names, register)
+from rl.modules.base import (CALL_SITES, ModuleBase, Modules, WeightInputs, check_configs,
+                             check_host, declare_host, get, names, register)
 from rl.modules.perturb import perturb, perturb_nets, reset_opt_states
 from rl.modules.sgfd import SGFDConfig, SGFDModule
 from rl.modules.toy import ToyConfig, ToyModule
@@ -15,7 +15,7 @@ register("drm", DrMModule)
 register("empowerment", EmpowermentModule)
 register("sgfd", SGFDModule)
 
-__all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_host", "declare_host",
+__all__ = ["CALL_SITES", "ModuleBase", "Modules", "WeightInputs", "check_configs", "check_host", "declare_host",
            "get", "names", "register", "perturb", "perturb_nets", "reset_opt_states", "ToyConfig",
            "ToyModule", "DrMConfig", "DrMModule", "EmpowermentConfig", "EmpowermentModule",
            "SGFDConfig", "SGFDModule"]

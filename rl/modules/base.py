@@ -136,6 +136,24 @@ def check_host(module: Any, agent: str, provides: frozenset[str]) -> None:
                          f"{having}")
 
 
+def check_configs(configs: Optional[Mapping[str, Any]], agent: str,
+                  provides: frozenset[str]) -> None:
+    """What ``Modules.build`` refuses, from the configs alone (no host object, nothing built):
+    a config keyed by another name, a module that runs only on other agents (``cls.hosts``),
+    a call site ``agent`` does not provide."""
+    for key, cfg in (configs or {}).items():
+        name = getattr(cfg, "name", None)
+        if name != key:
+            raise ValueError(f"modules[{key!r}] has name {name!r}; a module config is keyed "
+                             f"by its own name")
+        cls = get(name)
+        hosts = getattr(cls, "hosts", None)
+        if hosts is not None and agent not in hosts:
+            raise ValueError(f"module {name!r} runs on agent={'|'.join(hosts)}, not "
+                             f"agent={agent}")
+        check_host(cls(cfg, None), agent, provides)
+
+
 # ---------------------------------------------------------------------------- composition
 @dataclasses.dataclass(frozen=True, eq=False)
 class Modules:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rl.core import checks
 from rl.core import kl as kl_lib
 from rl.core.patch_conv import CONV_IMPLS
 
@@ -91,6 +92,21 @@ class StormConfig:
         if unknown:
             raise ValueError(f"StormConfig.loss_scales needs exactly the keys {list(LOSS_KEYS)}, "
                              f"got {sorted(self.loss_scales)}")
+        checks.weights("StormConfig", "loss_scales", self.loss_scales)
+
+    def validate(self, obs_shape: tuple[int, ...]) -> None:
+        """Whether the tokenizer takes ``(H, W, C)`` images: square, halved to ``final_width``."""
+        from world_models.storm.tokenizer import halvings
+
+        height, width = obs_shape[0], obs_shape[1]
+        if height != width:
+            raise ValueError(f"STORM's tokenizer needs square images, got {height}x{width}")
+        try:
+            halvings(height, self.final_width)
+        except ValueError as error:
+            raise ValueError(f"env.size={height} does not suit world_model=storm: {error} "
+                             f"(e.g. env.size=64 with final_width=4, as STORM's Atari "
+                             f"env.convention=storm)") from None
 
     @property
     def loss_keys(self) -> tuple[str, ...]:

@@ -45,8 +45,8 @@ class DrQV2Config:
         if not 0.0 < self.critic_target_tau <= 1.0:
             raise ValueError(f"DrQV2Config.critic_target_tau must be in (0, 1], "
                              f"got {self.critic_target_tau!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"DrQV2Config.gamma must be in [0, 1], got {self.gamma!r}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"DrQV2Config.gamma must be in (0, 1], got {self.gamma!r}")
         if self.num_expl_steps < 0:
             raise ValueError(f"DrQV2Config.num_expl_steps must be >= 0, "
                              f"got {self.num_expl_steps!r}")
@@ -60,9 +60,42 @@ class DrQV2Config:
                              f"{list(CONV_IMPLS)}")
         parse_schedule(self.stddev_schedule)   # fail at construction on a bad string
 
+    def validate(self, env: Any) -> None:
+        """Against the env it will get (``rl.envs.registry.EnvDescription``), before anything is
+        built: continuous actions, images the encoder can take, objectives and modules DrQ-v2
+        can host."""
+        from rl import modules
+        from rl.agents import objectives
+        from rl.agents.drqv2.agent import PROVIDES
+        from rl.core.nets import conv_encoder_output_size
+
+        if env.discrete:
+            raise ValueError(f"agent=drqv2 needs continuous actions; env.name={env.name} has "
+                             f"discrete actions (use agent=rainbow or agent=imagination)")
+        height, width = env.obs_shape[:2]
+        try:
+            conv_encoder_output_size(height, width, self.encoder_channels, self.encoder_layers)
+        except ValueError:
+            smallest = next(s for s in range(1, 4096) if _fits(s, self.encoder_layers))
+            raise ValueError(f"env.size={height}: {height}x{width} images are too small for "
+                             f"DrQ-v2's encoder (encoder_layers={self.encoder_layers} 3x3 convs, "
+                             f"the first of stride 2); it needs env.size >= {smallest}") from None
+        objectives.check_available(self.objectives, "drqv2")
+        modules.check_configs(self.modules, "drqv2", PROVIDES)
+
     @classmethod
     def tiny(cls, **overrides) -> "DrQV2Config":
         """A small network for CPU tests (use with small images, e.g. 32x32)."""
         sizes = dict(feature_dim=8, hidden_dim=32, batch_size=8, encoder_channels=8,
                      encoder_layers=2, num_expl_steps=0)
         return cls(**{**sizes, **overrides})
+
+
+def _fits(size: int, layers: int) -> bool:
+    from rl.core.nets import conv_encoder_output_size
+
+    try:
+        conv_encoder_output_size(size, size, 1, layers)
+        return True
+    except ValueError:
+        return False

@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any
 
 from rl.actor_critic import ActorCriticConfig
-from rl.core import objective as objective_lib, world_model as world_model_lib
+from rl.core import checks, objective as objective_lib, world_model as world_model_lib
 
 RETURN_INDEXINGS = ("v1", "v3")
 
@@ -75,9 +75,16 @@ class ImaginationConfig:
         if self.horizon < minimum_horizon:
             raise ValueError(f"horizon={self.horizon}; return_indexing={self.return_indexing!r} "
                              f"needs horizon >= {minimum_horizon}")
-        for name in ("batch_size", "length"):
+        for name in ("batch_size", "length", "observe_unroll", "imagine_unroll"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ImaginationConfig.{name}={getattr(self, name)}; must be >= 1")
+        for name in ("model_lr", "actor_lr", "critic_lr", "model_grad_clip", "actor_grad_clip",
+                     "critic_grad_clip", "adam_eps"):
+            checks.positive("ImaginationConfig", name, getattr(self, name))
+        checks.in_interval("ImaginationConfig", "gamma", self.gamma, 0.0, 1.0, open_low=True)
+        checks.in_interval("ImaginationConfig", "return_lambda", self.return_lambda, 0.0, 1.0)
+        checks.non_negative("ImaginationConfig", "expl_noise", self.expl_noise)
+        checks.non_negative("ImaginationConfig", "report_context", self.report_context)
         if not hasattr(self.world_model, "name"):
             raise ValueError(f"ImaginationConfig.world_model must be a world-model config with "
                              f"a 'name', got {self.world_model!r}")
@@ -88,6 +95,24 @@ class ImaginationConfig:
             if not hasattr(cfg, "name") or not hasattr(cfg, "loss_scales"):
                 raise ValueError(f"ImaginationConfig.objectives[{slot!r}] must have 'name' and "
                                  f"'loss_scales', got {cfg!r}")
+
+
+    def validate(self, env: Any) -> None:
+        """Against the env it will get (``rl.envs.registry.EnvDescription``), before anything is
+        built: images the world model can take, modules the imagination agent can host (it
+        acts in discrete and continuous action spaces; every registered objective runs on a
+        world model)."""
+        from rl import modules
+        from rl.agents.imagination.agent import PROVIDES
+
+        check = getattr(self.world_model, "validate", None)
+        if check is not None:
+            check(tuple(env.obs_shape))
+        for cfg in self.objectives.values():   # what a world-model host refuses of each
+            check = getattr(objective_lib.get(cfg.name), "check_config", None)
+            if check is not None:
+                check(cfg)
+        modules.check_configs(self.modules, "imagination", PROVIDES)
 
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {

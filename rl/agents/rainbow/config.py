@@ -83,8 +83,8 @@ class RainbowConfig:
         if not self.v_min < self.v_max:
             raise ValueError(f"RainbowConfig needs v_min < v_max, got v_min={self.v_min!r}, "
                              f"v_max={self.v_max!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"RainbowConfig.gamma must be in [0, 1], got {self.gamma!r}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"RainbowConfig.gamma must be in (0, 1], got {self.gamma!r}")
         if not 0.0 < self.target_tau <= 1.0:
             raise ValueError(f"RainbowConfig.target_tau must be in (0, 1], got {self.target_tau!r}")
         if not 0.0 <= self.eval_epsilon <= 1.0:
@@ -113,6 +113,31 @@ class RainbowConfig:
                 parse_schedule(getattr(self, name))
             except ValueError as error:
                 raise ValueError(f"RainbowConfig.{name}: {error}") from None
+
+    def validate(self, env: Any) -> None:
+        """Against the env it will get (``rl.envs.registry.EnvDescription``), before anything is
+        built: discrete actions, images the encoder can take, objectives and modules Rainbow
+        can host."""
+        from rl import modules
+        from rl.agents import objectives
+        from rl.agents.rainbow.agent import PROVIDES
+        from rl.core.nets import conv_output_size
+
+        if not env.discrete:
+            raise ValueError(f"agent=rainbow needs discrete actions; env.name={env.name} has "
+                             f"continuous actions (use agent=drqv2 or agent=imagination)")
+        height, width = env.obs_shape[:2]
+        sides = [conv_output_size(side, self.encoder_kernels, self.encoder_strides,
+                                  self.encoder_padding) for side in (height, width)]
+        if min(sides) < 1:
+            smallest = next(s for s in range(1, 4096) if conv_output_size(
+                s, self.encoder_kernels, self.encoder_strides, self.encoder_padding) >= 1)
+            raise ValueError(f"env.size={height}: {height}x{width} images are too small for "
+                             f"Rainbow's encoder (kernels {list(self.encoder_kernels)}, strides "
+                             f"{list(self.encoder_strides)}, {self.encoder_padding} padding); "
+                             f"it needs env.size >= {smallest}")
+        objectives.check_available(self.objectives, "rainbow")
+        modules.check_configs(self.modules, "rainbow", PROVIDES)
 
     @classmethod
     def tiny(cls, **overrides) -> "RainbowConfig":
