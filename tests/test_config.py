@@ -213,12 +213,25 @@ def _wandb_run_record(run_dir):
     """The run record (group, tags, name) of the one offline W&B run under ``run_dir``: a
     ``.wandb`` file is a 7-byte header, then LevelDB-log blocks of 32 KiB holding protobuf
     ``Record``s (chunk header: crc32, length, type 1 full / 2 first / 3 middle / 4 last)."""
-    import struct
-
     from wandb.proto import wandb_internal_pb2 as pb
 
-    (path,) = pathlib.Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
-    data, pos, pending = path.read_bytes(), 7, b""
+    import time
+
+    for _ in range(100):   # W&B's service process may still be writing the file: wait for it
+        record = _run_record_in(pathlib.Path(run_dir), pb)
+        if record is not None:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"no run record under {run_dir}")
+
+
+def _run_record_in(run_dir, pb):
+    import struct
+
+    paths = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    if len(paths) != 1:
+        return None
+    data, pos, pending = paths[0].read_bytes(), 7, b""
     while pos + 7 <= len(data):
         if 32768 - pos % 32768 < 7:              # a block's tail too short for a header
             pos += 32768 - pos % 32768
@@ -231,7 +244,7 @@ def _wandb_run_record(run_dir):
             pending = b""
             if record.WhichOneof("record_type") == "run":
                 return record.run
-    raise AssertionError(f"no run record in {path}")
+    return None
 
 
 def test_the_seeds_of_a_sweep_share_one_wandb_group_and_carry_tags(tmp_path):
