@@ -57,6 +57,7 @@ class MethodResult:
     suite: str = "atari"
     cells: dict[str, TaskCell] = dataclasses.field(default_factory=dict)   # every task
     matrix: np.ndarray | None = None    # [runs, games] normalised, what the aggregates use
+    metric: str = "return"              # what the runs are scored by (scores.METRICS)
 
 
 def by_method(runs: Sequence[RunScore]) -> dict[str, list[RunScore]]:
@@ -235,13 +236,14 @@ def aggregate(runs: Sequence[RunScore], reps: int = 50_000, seed: int = 0,
         complete = [r for r in mruns if r.frames >= budget]
         episodes = tuple(sorted({r.episodes for r in complete if r.episodes is not None}))
         if not complete:   # nothing at the budget: a table of partial cells, no aggregates
-            results.append(MethodResult(method, (), 0, budget, episodes, {}, {}, suite, cells))
+            results.append(MethodResult(method, (), 0, budget, episodes, {}, {}, suite, cells,
+                                        metric=mruns[0].metric))
             continue
         games, matrix = score_matrix(complete, runs_per_game, table)
         scores = {g: cells[g].scores for g in games}
         results.append(MethodResult(method, games, matrix.shape[0], budget, episodes, scores,
                                     interval_estimates(matrix, reps, seed, confidence), suite,
-                                    cells, matrix))
+                                    cells, matrix, mruns[0].metric))
     return results
 
 
@@ -320,9 +322,11 @@ def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
     parser.add_argument("--runs-per-game", type=_runs_per_game_arg, default=None,
                         help="tasks with unequal runs: 'min' or N uses each task's first runs "
                              "by seed for the aggregates (default: all, equal counts required)")
+    parser.add_argument("--metric", choices=("return", "success"), default="return",
+                        help="score runs by eval return or eval success rate (adroit, toy)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
-    runs = load_runs(args.runs, args.method)
+    runs = load_runs(args.runs, args.method, metric=args.metric)
     table = tables.get(args.table) if args.table else _default_table(_suite_of(runs))
     results = aggregate(runs, args.reps, args.seed, args.confidence, args.runs_per_game, table)
     poi = probability_of_improvement(results, args.curve_reps, args.seed, args.confidence)

@@ -103,7 +103,7 @@ def plot_curves(out: pathlib.Path, runs: Sequence[RunScore], table: tables.Table
                 plot_utils.plot_sample_efficiency_curve(
                     frames[:last], {label: mean[:last]}, {label: ci[:, :last]},
                     colors={label: colors[method]}, ax=ax, xlabel="env frames",
-                    ylabel=f"eval return (mean, {pct}% CI)", labelsize="medium",
+                    ylabel=f"eval {mruns[0].metric} (mean, {pct}% CI)", labelsize="medium",
                     ticklabelsize="small", marker=".")
                 if last < len(frames):   # points behind only the seeds that got that far
                     tail = slice(last - 1, None)

@@ -25,13 +25,13 @@ def _k(frames: int) -> str:
 
 
 def cell_text(cell: TaskCell | None, table: tables.Table, budget: int,
-              confidence: float = 0.95) -> str:
+              confidence: float = 0.95, digits: int = 1) -> str:
     """``mean ± CI`` with its labels: "(3/5 seeds)", "(+1 partial)", "(partial: 60k/100k
     frames)"."""
     if cell is None:
         return "—"
     mean, half = mean_ci(cell.scores, confidence)
-    text = _fmt(mean) + (f" ± {_fmt(half)}" if len(cell.scores) > 1 else "")
+    text = _fmt(mean, digits) + (f" ± {_fmt(half, digits)}" if len(cell.scores) > 1 else "")
     labels = []
     if table.seeds and len(cell.scores) < table.seeds:
         labels.append(f"{len(cell.scores)}/{table.seeds} seeds")
@@ -44,9 +44,11 @@ def cell_text(cell: TaskCell | None, table: tables.Table, budget: int,
     return text + (f" ({'; '.join(labels)})" if labels else "")
 
 
-def _pub_text(pub: tables.Published, task: str) -> str:
+def _pub_text(pub: tables.Published, task: str, suite: str) -> str:
     cell = pub.scores.get(task)
-    return "n/a" if cell is None else cell.text()
+    if cell is None:
+        return "n/a"
+    return cell.text(0 if suite == "dmc" else 1)   # as printed: DMC returns are integers
 
 
 def _tasks(results: Sequence[MethodResult], table: tables.Table) -> list[str]:
@@ -64,12 +66,14 @@ def _rows(results: Sequence[MethodResult], table: tables.Table, confidence: floa
               *(["Random", "Human"] if atari else [])]
     rows = []
     for t in _tasks(results, table):   # every task of the paper's table, run or not
-        ours = [cell_text(r.cells.get(t), table, r.frames, confidence) for r in results]
+        ours = [cell_text(r.cells.get(t), table, r.frames, confidence,
+                          3 if r.metric == "success" else 1) for r in results]
         hns = ([_fmt(atari100k.human_normalized_score(t, float(r.cells[t].scores.mean())), 3)
                 if t in r.cells else "—" for r in results] if atari else [])
         refs = ([_fmt(atari100k.RANDOM_SCORES[t]), _fmt(atari100k.HUMAN_SCORES[t])]
                 if atari else [])
-        rows.append([t, *ours, *hns, *[_pub_text(p, t) for p in table.published], *refs])
+        pubs = [_pub_text(p, t, table.suite) for p in table.published]
+        rows.append([t, *ours, *hns, *pubs, *refs])
     return header, rows
 
 
@@ -103,9 +107,11 @@ def render_markdown(results: Sequence[MethodResult], confidence: float = 0.95,
                     poi: Poi = ()) -> str:
     table = table or tables.default_for(results[0].suite)
     pct = round(confidence * 100)
+    success = any(r.metric == "success" for r in results)
+    over = ("eval success rate (the share of evaluation episodes with a goal frame; the "
+            "papers' numbers are not this metric)" if success else table.normalisation)
     lines = [f"# {table.title}", "", _protocol(table), "",
-             f"Aggregates over: {table.normalisation}." + (f" {table.note}." if table.note
-                                                           else ""), ""]
+             f"Aggregates over: {over}." + (f" {table.note}." if table.note else ""), ""]
     for res in results:
         notes = []
         if table.frames and res.frames != table.frames:
@@ -207,7 +213,8 @@ def write_outputs(out: str | pathlib.Path, runs: Sequence[RunScore],
                 mean, half = mean_ci(cell.scores, confidence)
                 w.writerow([r.method, g, len(cell.scores), cell.frames, cell.complete,
                             round(mean, 4), round(half, 4),
-                            round(float(normalized_score(r.suite, g, mean)), 5),
+                            round(mean if r.metric == "success"
+                                  else float(normalized_score(r.suite, g, mean)), 5),
                             *["" if p.scores.get(g) is None else p.scores[g].mean
                               for p in pubs]])
     with open(paths[2], "w", newline="") as f:

@@ -29,6 +29,14 @@ from experiments.tables import SUITES
 from rl.envs import atari100k
 
 SCORE_FILE = "score.json"
+# What a run is scored by: the eval return, or the eval success rate ("success": the share of
+# evaluation episodes with a goal frame; logged where the env reports success, e.g. adroit and
+# toy; DrM's Adroit success needs > 25 goal frames (pen > 20), a stricter count)
+METRICS = ("return", "success")
+
+
+class NotStarted(ValueError):
+    """A run directory with no evaluation yet (a sweep skips it, a named run is an error)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +52,15 @@ class RunScore:
     source: str = ""          # where it was read from (not written to score files)
     suite: str = "atari"
     budget: int | None = None                    # the run's own loop.frames, if known
-    curve: tuple[tuple[int, float], ...] = ()    # (frames, eval return) of every evaluation
+    curve: tuple[tuple[int, float], ...] = ()    # (frames, eval score) of every evaluation
+    metric: str = "return"    # or "success": the eval success rate (experiments/scores.py)
 
     def __post_init__(self):
         where = f" ({self.source})" if self.source else ""
         if self.suite not in SUITES:
             raise ValueError(f"unknown suite {self.suite!r}{where}; suites: {list(SUITES)}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}{where}")
         if self.suite == "atari":
             object.__setattr__(self, "game", _checked(atari100k.check_game, self.game, where))
         elif not isinstance(self.game, str) or not self.game:
@@ -76,6 +87,8 @@ class RunScore:
 
     @property
     def normalized(self) -> float:
+        if self.metric == "success":   # a rate already
+            return float(self.score)
         return normalized_score(self.suite, self.game, self.score)
 
     @property
@@ -157,13 +170,14 @@ def method_of(cfg: dict) -> str:
     return "+".join([agent.get("name", "?"), *names])
 
 
-def eval_curve(log_dir: pathlib.Path) -> tuple[tuple[int, float], ...]:
-    """(frames, eval return) of every evaluation in ``<log_dir>/metrics.jsonl``."""
+def eval_curve(log_dir: pathlib.Path, metric: str = "return") -> tuple[tuple[int, float], ...]:
+    """(frames, eval return or success) of every evaluation in ``<log_dir>/metrics.jsonl``."""
     path = log_dir / "metrics.jsonl"
     if not path.exists():
         return ()
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return tuple((int(r["step"]), float(r["eval/return"])) for r in rows if "eval/return" in r)
+    key = f"eval/{metric}"
+    return tuple((int(r["step"]), float(r[key])) for r in rows if key in r)
 
 
 def _last_eval(log_dir: pathlib.Path) -> dict | None:
@@ -175,13 +189,16 @@ def _last_eval(log_dir: pathlib.Path) -> dict | None:
     return evals[-1] if evals else None
 
 
-def runs_from_dir(run_dir: pathlib.Path, method: str | None = None) -> list[RunScore]:
+def runs_from_dir(run_dir: pathlib.Path, method: str | None = None, metric: str = "return"
+                  ) -> list[RunScore]:
     """The score(s) of one run directory (see the module docstring)."""
     if (run_dir / SCORE_FILE).exists():
+        if metric != "return":
+            raise ValueError(f"{run_dir}/{SCORE_FILE} holds returns only, not {metric!r}")
         return runs_from_file(run_dir / SCORE_FILE, method)
     if (re.fullmatch(r"seed_\d+", run_dir.name) and not (run_dir / "config.yaml").exists()
             and (run_dir.parent / "config.yaml").exists()):   # one vmapped copy of a run
-        return [r for r in runs_from_dir(run_dir.parent, method)
+        return [r for r in runs_from_dir(run_dir.parent, method, metric)
                 if pathlib.Path(r.source).name == run_dir.name]
     if not (run_dir / "config.yaml").exists():
         raise ValueError(f"{run_dir}: neither {SCORE_FILE} nor config.yaml; not a run directory")
@@ -200,20 +217,23 @@ def runs_from_dir(run_dir: pathlib.Path, method: str | None = None) -> list[RunS
     runs = []
     for k in range(num_seeds):   # vmapped copies: each logs its evaluations in seed_<k>/
         log_dir = run_dir if num_seeds == 1 else run_dir / f"seed_{k}"
-        last, curve = _last_eval(log_dir), eval_curve(log_dir)
+        last, curve = _last_eval(log_dir), eval_curve(log_dir, metric)
+        if last is not None and f"eval/{metric}" not in last:
+            raise ValueError(f"{log_dir}: its evaluations log no eval/{metric} (success is "
+                             f"logged only where the env reports it)")
         if num_seeds == 1 and finished:
             final = _read_json(run_dir / "final.json")
-            score, episodes = final["return"], final.get("episodes")
+            score, episodes = final[metric], final.get("episodes")
             frames = int(last["step"]) if last else int(budget)
         elif last is None:
-            raise ValueError(f"{log_dir}: no final.json and no evaluation in metrics.jsonl "
+            raise NotStarted(f"{log_dir}: no final.json and no evaluation in metrics.jsonl "
                              f"(the run has not reached its first evaluation)")
         else:   # a run that stopped early (or a vmapped copy): its last evaluation
-            score, episodes, frames = last["eval/return"], last.get("eval/episodes"), last["step"]
+            score, episodes, frames = last[f"eval/{metric}"], last.get("eval/episodes"), last["step"]
         seed = cfg["seed"] if num_seeds == 1 else f"{cfg['seed']}/seed_{k}"
         runs.append(RunScore(game=task, seed=seed, method=method, score=float(score),
                              frames=int(frames), episodes=_integral(episodes), source=str(log_dir),
-                             suite=suite, budget=_integral(budget), curve=curve))
+                             suite=suite, budget=_integral(budget), curve=curve, metric=metric))
     return runs
 
 
@@ -231,8 +251,8 @@ def _is_run(path: pathlib.Path) -> bool:
                 and (path.parent / "config.yaml").exists()))
 
 
-def load_runs(paths: Sequence[str], method: str | None = None, unique: bool = True
-              ) -> list[RunScore]:
+def load_runs(paths: Sequence[str], method: str | None = None, unique: bool = True,
+              metric: str = "return") -> list[RunScore]:
     """Every run named by ``paths`` (run directories, JSON files, globs of them, or a sweep
     directory whose job folders are runs); a pattern that matches nothing, or (``unique``: for
     tables) the same (method, suite, task, seed) twice, is an error. Curves take repeats of a
@@ -252,9 +272,12 @@ def load_runs(paths: Sequence[str], method: str | None = None, unique: bool = Tr
                 if not jobs:
                     raise ValueError(f"{match}: neither a run directory nor a sweep of runs")
                 for job in jobs:
-                    runs += runs_from_dir(job, method)
+                    try:
+                        runs += runs_from_dir(job, method, metric)
+                    except NotStarted as e:   # a sweep's queued or crashed job: say so, go on
+                        print(f"skipped: {e}")
             elif match.is_dir():
-                runs += runs_from_dir(match, method)
+                runs += runs_from_dir(match, method, metric)
             elif match.suffix == ".json":
                 runs += runs_from_file(match, method)
             else:

@@ -231,3 +231,15 @@ def test_partial_runs_are_labelled_and_left_out_of_the_aggregates(tmp_path):
     (res,) = agg.aggregate(more, reps=10)
     assert res.cells["Boxing"].partial_runs == 1 and len(res.scores["Boxing"]) == 2
     assert "+1 partial, left out" in agg.render_markdown([res], reps=10)
+
+
+def test_a_sweep_dir_reads_its_jobs_and_skips_unstarted_ones(tmp_path, capsys):
+    sweep = tmp_path / "multirun" / "0800"
+    _fake_run(sweep, "0_pong_s1", "Pong", 1, [-3.0])
+    queued = _fake_run(sweep, "1_pong_s2", "Pong", 2, [0.0])
+    (queued / "final.json").unlink()
+    (queued / "metrics.jsonl").write_text("")
+    (sweep / "multirun.yaml").write_text("{}")
+    (run,) = agg.load_runs([str(sweep)])
+    assert (run.seed, run.score) == (1, -3.0)
+    assert "skipped: " in capsys.readouterr().out

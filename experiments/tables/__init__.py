@@ -18,7 +18,7 @@ NORMALISATION = {   # what rliable aggregates over, per suite (named in every re
     "atari": "human-normalised score (score - random) / (human - random)",
     "dmc": "raw return / 1000 (DMC returns lie in [0, 1000])",
     "adroit": "raw eval return (no normaliser, so the optimality gap, to 1, means nothing; "
-              "success rate is not in the table yet)",
+              "--metric success scores by the eval success rate instead)",
     "toy": "raw eval return (no normaliser, so the optimality gap, to 1, means nothing)",
 }
 
@@ -34,10 +34,7 @@ class Cell:
     std: float | None = None
     verified: bool = True      # False: the cards mark it [unverified]
 
-    def text(self, digits: int | None = None) -> str:
-        if digits is None:   # as printed: the cards give DMC returns as integers
-            whole = all(float(v).is_integer() for v in (self.mean, self.std) if v is not None)
-            digits = 0 if whole and abs(self.mean) < 10_000 else 1
+    def text(self, digits: int = 1) -> str:
         body = f"{self.mean:,.{digits}f}" + ("" if self.std is None
                                                else f" ± {self.std:,.{digits}f}")
         return body + ("" if self.verified else " (unverified)")
