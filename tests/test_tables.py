@@ -4,6 +4,8 @@ import pathlib
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from experiments import config as config_lib
 from experiments import tables
@@ -34,17 +36,22 @@ def test_table_presets_sweep_the_tables_tasks_and_every_job_composes(preset):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         params = compose("config", overrides=[f"experiment={preset}"],
                          return_hydra_config=True).hydra.sweeper.params
+        # the jobs the basic sweeper launches from hydra.sweeper.params (as -m would)
+        swept = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+        launched = [job for batch in BasicSweeper.split_arguments(swept, None) for job in batch]
         envs = params["env"].split(",")
         # a few jobs per preset keep this cheap (~0.3 s a compose): the first, middle and last
         # task; the env configs themselves are one name each (tests/test_atari100k.py)
         picked = list(dict.fromkeys([envs[0], envs[len(envs) // 2], envs[-1]]))
-        jobs = [compose("config", overrides=[f"experiment={preset}", f"env={env}",
-                                             f"seed={params['seed'].split(',')[-1]}",
-                                             "run_dir=/tmp/x"]) for env in picked]
+        jobs = [compose("config", overrides=[f"experiment={preset}", *job, "run_dir=/tmp/x"])
+                for job in launched if job[0].split("=")[1] in picked
+                and job[1] == f"seed={params['seed'].split(',')[-1]}"]
     seeds = params["seed"].split(",")
     assert set(envs) <= set(table.env_names) and len(envs) == len(set(envs))
     assert seeds == [str(s) for s in range(1, len(seeds) + 1)]
+    assert len(launched) == len(envs) * len(seeds)
     assert table.seeds is None or len(seeds) == table.seeds
+    assert len(jobs) == len(picked)
     for env, job in zip(picked, jobs):   # seeds change only the seed
         run = config_lib.resolve(job)
         assert (run.env.name, run.seed) == (env, int(seeds[-1]))
