@@ -7,8 +7,8 @@ profiles and sample-efficiency curves (mean over seeds with bootstrap CIs at eac
         [--table spr_atari100k]
 
 writes ``<out>.md`` / ``<out>.tex`` (the paper's layout), ``<out>.csv`` (per method and task),
-``<out>_runs.csv``, ``<out>_aggregates.csv``, ``<out>_poi.csv``, ``<out>_curves.png`` (+ .csv)
-and ``<out>_profile.png``. Each argument is a run directory, a sweep directory, a glob of them
+``<out>_runs.csv``, ``<out>_aggregates.csv``, ``<out>_poi.csv``, ``<out>_curves.png`` (+ .csv;
+per task), ``<out>_iqm_curve.png`` (IQM over tasks by frame) and ``<out>_profile.png``. Each argument is a run directory, a sweep directory, a glob of them
 or a JSON score file (experiments/scores.py says what is read). The table (experiments/tables)
 defaults to the suite's (``tables.DEFAULT_FOR_SUITE``). Rliable aggregates normalised scores:
 Atari human-normalised, DMC return / 1000, Adroit and toy raw returns (the report says which).

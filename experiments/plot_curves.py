@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from experiments import tables
-from experiments.scores import RunScore, load_runs
+from experiments.scores import RunScore, load_runs, normalized_score
 
 
 def curve_groups(runs: Sequence[RunScore]) -> dict[str, dict[str, list[RunScore]]]:
@@ -162,17 +162,86 @@ def plot_profile(out: pathlib.Path, score_dict: dict[str, np.ndarray], xlabel: s
     return out
 
 
+def iqm_curves(results: Sequence, runs: Sequence[RunScore], reps: int = 2_000, seed: int = 0,
+               confidence: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per method with complete runs: ``(frames, IQM, [2, frames] CI)`` of the normalised scores
+    over its aggregated tasks and runs (rliable's sample-efficiency recipe), at the frames every
+    one of those runs evaluated at."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    from experiments.aggregate import numpy_seed
+    from experiments.scores import seed_order
+
+    out = {}
+    for res in results:
+        if res.matrix is None:
+            continue
+        per_task = [sorted((r for r in runs if r.method == res.method and r.game == g
+                            and r.frames >= res.frames and r.curve), key=seed_order)
+                    [:res.runs_per_game] for g in res.games]
+        if any(len(t) < res.runs_per_game for t in per_task):
+            continue   # a complete run without a curve (a score file): no curve to draw
+        frames = sorted(set.intersection(*(set(dict(r.curve)) for t in per_task for r in t)))
+        if not frames:
+            continue
+
+        def norm(r: RunScore, f: int) -> float:
+            value = dict(r.curve)[f]
+            return value if r.metric == "success" else float(
+                normalized_score(r.suite, r.game, value))
+
+        scores = np.array([[[norm(r, f) for f in frames] for r in t] for t in per_task])
+        scores = scores.transpose(1, 0, 2)   # [runs, tasks, frames]
+
+        def iqm(x: np.ndarray) -> np.ndarray:
+            return np.array([metrics.aggregate_iqm(x[..., i]) for i in range(x.shape[-1])])
+
+        with numpy_seed(seed):
+            points, cis = rly.get_interval_estimates({"m": scores}, iqm, reps=reps,
+                                                     confidence_interval_size=confidence)
+        out[res.method] = (np.array(frames), points["m"], cis["m"])
+    return out
+
+
+def plot_iqm_curves(out: pathlib.Path, curves: dict, ylabel: str) -> pathlib.Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import plot_utils
+
+    colors = _colors(sorted(curves))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, (frames, points, cis) in sorted(curves.items()):
+        plot_utils.plot_sample_efficiency_curve(
+            frames, {method: points}, {method: cis}, colors={method: colors[method]}, ax=ax,
+            xlabel="env frames", ylabel=ylabel, labelsize="medium", ticklabelsize="small",
+            marker=".")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def write_plots(out: str | pathlib.Path, runs: Sequence[RunScore], results: Sequence,
                 table: tables.Table, reps: int = 2_000, seed: int = 0,
                 confidence: float = 0.95) -> list[pathlib.Path]:
     """``experiments.aggregate``'s plots: ``<out>_curves.png`` (+ .csv) and, for methods with
-    complete runs, ``<out>_profile.png``."""
+    complete runs, ``<out>_iqm_curve.png`` (IQM over tasks by frame) and ``<out>_profile.png``."""
     out = pathlib.Path(out)
     stem = out.with_suffix("") if out.suffix in (".md", ".csv", ".tex") else out
     paths = []
     if any(r.curve for r in runs):
         paths += plot_curves(stem.with_name(stem.name + "_curves.png"), runs, table,
                              title=table.title, reps=reps, seed=seed, confidence=confidence)
+    curves = iqm_curves(results, runs, reps, seed, confidence)
+    if curves:
+        what = ("success rate" if any(r.metric == "success" for r in runs)
+                else tables.NORMALISATION_SHORT[table.suite])
+        paths.append(plot_iqm_curves(stem.with_name(stem.name + "_iqm_curve.png"), curves,
+                                     f"IQM over tasks and runs ({what})"))
     matrices = {r.method: r.matrix for r in results if r.matrix is not None}
     if matrices:
         paths.append(plot_profile(stem.with_name(stem.name + "_profile.png"), matrices,

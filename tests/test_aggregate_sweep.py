@@ -45,7 +45,7 @@ def test_sweep_then_aggregate_writes_the_table_curves_and_profile(tmp_path):
     paths = agg.main([str(sweep), "--out", str(out), "--reps", "200", "--curve-reps", "100"])
     assert {p.name for p in paths} >= {"toy.md", "toy.tex", "toy.csv", "toy_aggregates.csv",
                                        "toy_poi.csv", "toy_curves.png", "toy_curves.csv",
-                                       "toy_profile.png"}
+                                       "toy_iqm_curve.png", "toy_profile.png"}
     assert all(p.stat().st_size > 0 for p in paths)
     text, tex = out.with_suffix(".md").read_text(), out.with_suffix(".tex").read_text()
     rows = {r["method"]: r for r in csv.DictReader(open(out.with_suffix(".csv")))}
