@@ -216,18 +216,37 @@ def budget_of(runs: Sequence[RunScore], table: tables.Table) -> int:
     return table.frames or max(r.budget or r.frames for r in runs)
 
 
+def at_frames(runs: Sequence[RunScore], frames: int) -> list[RunScore]:
+    """The runs held to ``frames``: a longer run is scored by its last evaluation at or before
+    it (the cards' convention for reading published curves), a shorter one is left as it is."""
+    out = []
+    for r in runs:
+        before = [(f, v) for f, v in r.curve if f <= frames]
+        if r.frames <= frames:
+            out.append(r)
+        elif not before:
+            raise ValueError(f"{r.source}: no evaluation at or before {frames:,} frames")
+        else:
+            out.append(dataclasses.replace(r, score=before[-1][1], frames=frames, episodes=None))
+    return out
+
+
 def aggregate(runs: Sequence[RunScore], reps: int = 50_000, seed: int = 0,
               confidence: float = 0.95, runs_per_game: int | str | None = None,
-              table: tables.Table | None = None) -> list[MethodResult]:
+              table: tables.Table | None = None, frames: int | None = None
+              ) -> list[MethodResult]:
     """One ``MethodResult`` per method. The aggregates use each method's complete runs (see
-    ``task_cell``) and ``runs_per_game`` of them per task (see ``score_matrix``)."""
+    ``task_cell``) and ``runs_per_game`` of them per task (see ``score_matrix``). ``frames``
+    holds every run to that budget instead of the table's (``at_frames``)."""
     suite = _suite_of(runs)
     table = table or _default_table(suite)
     if table.suite != suite:
         raise ValueError(f"table {table.name!r} is {table.suite}; the runs are {suite}")
+    if frames is not None:
+        runs = at_frames(runs, frames)
     results = []
     for method, mruns in by_method(runs).items():
-        budget = budget_of(mruns, table)
+        budget = frames or budget_of(mruns, table)
         per_task: dict[str, list[RunScore]] = {}
         for r in mruns:
             per_task.setdefault(r.game, []).append(r)
@@ -324,11 +343,15 @@ def main(argv: Sequence[str] | None = None) -> list[pathlib.Path]:
                              "by seed for the aggregates (default: all, equal counts required)")
     parser.add_argument("--metric", choices=("return", "success"), default="return",
                         help="score runs by eval return or eval success rate (adroit, toy)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="hold runs to this budget instead of the table's (longer runs: "
+                             "their last evaluation at or before it)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     runs = load_runs(args.runs, args.method, metric=args.metric)
     table = tables.get(args.table) if args.table else _default_table(_suite_of(runs))
-    results = aggregate(runs, args.reps, args.seed, args.confidence, args.runs_per_game, table)
+    results = aggregate(runs, args.reps, args.seed, args.confidence, args.runs_per_game, table,
+                        args.frames)
     poi = probability_of_improvement(results, args.curve_reps, args.seed, args.confidence)
     paths = report_tables.write_outputs(args.out, runs, results, table, poi, args.confidence,
                                         args.reps)

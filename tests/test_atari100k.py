@@ -1,5 +1,6 @@
 """Atari 100k as data (rl/envs/atari100k.py, experiments/tables/atari100k.py) and its
 aggregation (experiments/aggregate.py)."""
+import dataclasses
 import json
 import pathlib
 
@@ -243,3 +244,16 @@ def test_a_sweep_dir_reads_its_jobs_and_skips_unstarted_ones(tmp_path, capsys):
     (run,) = agg.load_runs([str(sweep)])
     assert (run.seed, run.score) == (1, -3.0)
     assert "skipped: " in capsys.readouterr().out
+
+
+def test_frames_holds_longer_runs_to_their_evaluation_at_that_budget():
+    runs = [agg.RunScore(game="Pong", seed=s, method="m", score=9.0, frames=400_000,
+                         curve=((100_000, float(s)), (400_000, 9.0))) for s in (1, 2)]
+    short = agg.RunScore(game="Boxing", seed=1, method="m", score=0.1, frames=100_000)
+    held = agg.at_frames(runs + [short], 250_000)   # the eval at or before: 100k
+    assert [(r.score, r.frames) for r in held] == [(1.0, 250_000), (2.0, 250_000),
+                                                   (0.1, 100_000)]
+    (res,) = agg.aggregate(runs + [short, dataclasses.replace(short, seed=2)], reps=10,
+                           frames=250_000)
+    assert res.frames == 250_000 and res.games == ("Pong",)
+    assert list(res.scores["Pong"]) == [1.0, 2.0] and not res.cells["Boxing"].complete
