@@ -1,4 +1,6 @@
-"""Atari 100k as data (rl/envs/atari100k.py) and its aggregation (experiments/aggregate.py)."""
+"""Atari 100k as data (rl/envs/atari100k.py, experiments/tables/atari100k.py) and its
+aggregation (experiments/aggregate.py)."""
+import dataclasses
 import json
 import pathlib
 
@@ -7,6 +9,7 @@ import pytest
 import yaml
 
 from experiments import aggregate as agg
+from experiments.tables import atari100k as papers
 from rl.envs import atari100k
 from rl.envs.atari import AtariConfig
 
@@ -20,7 +23,7 @@ def test_games_match_the_env_configs():
     assert names == {f"atari/{g}" for g in atari100k.GAMES}
     assert {p.stem for p in CONF.glob("*.yaml")} == set(atari100k.GAMES)
     for table in (atari100k.RANDOM_SCORES, atari100k.HUMAN_SCORES,
-                  *atari100k.PUBLISHED.values()):
+                  *papers.PUBLISHED.values()):
         assert tuple(table) == atari100k.GAMES
 
 
@@ -38,8 +41,8 @@ def test_hns_hand_computed():
 
 def test_published_aggregates_recomputed_from_per_game_scores():
     # a typo in any per-game cell would move these (printed to 3 decimals)
-    for method, printed in atari100k.PUBLISHED_AGGREGATES.items():
-        hns = atari100k.published_hns(method)
+    for method, printed in papers.PUBLISHED_AGGREGATES.items():
+        hns = papers.published_hns(method)
         assert hns.mean() == pytest.approx(printed["mean"], abs=1e-3), method
         assert np.median(hns) == pytest.approx(printed["median"], abs=1e-3), method
         assert int((hns > 1).sum()) == printed["above_human"], method
@@ -59,7 +62,7 @@ def test_bad_games_and_scores_are_named():
     with pytest.raises(ValueError, match="'Pong'.*nan"):
         atari100k.human_normalized_score("Pong", float("nan"))
     with pytest.raises(ValueError, match="'EfficientZero'"):
-        atari100k.published_hns("EfficientZero")
+        papers.published_hns("EfficientZero")
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -108,7 +111,7 @@ def test_unequal_runs_per_game_use_each_games_first_runs():
     assert res.aggregates["Mean"][0] == pytest.approx(0.25)
     text = agg.render_markdown([res], reps=20)
     assert "first 1 run(s) by seed, the per-game rows all 1–2" in text
-    assert "| Boxing | 6.1 ± 6.0 |" in text
+    assert "| Boxing | 6.1 ± 76.2 (2/10 seeds) |" in text   # t(0.975, 1) 12.706 x 6.0
     with pytest.raises(ValueError, match=r"runs_per_game=2 but these games have fewer runs: "
                                          r"\{'Pong': 1\}"):
         agg.hns_matrix(runs, runs_per_game=2)
@@ -156,9 +159,13 @@ def test_cli_writes_markdown_and_csv(tmp_path):
     scores = tmp_path / "scores.json"
     scores.write_text(json.dumps([r.to_json() for r in _runs()]))
     paths = agg.main([str(scores), "--out", str(tmp_path / "out" / "atari"), "--reps", "100"])
-    md, per_game, per_run, aggregates = paths
+    md, per_game, per_run, aggregates, tex, poi = paths[:6]
     text = md.read_text()
-    assert "| Pong | 23.4 ± 26.5 | 1.250 | -5.9 | -19.3 | -20.7 | 14.6 |" in text
+    # mean ± 95% Student-t CI over the 2 seeds (12.706 x 26.475), 2 of SPR's 10 seeds
+    assert "| Pong | 23.4 ± 336.4 (2/10 seeds) | 1.250 | -5.9 | -19.3 | -20.7 | 14.6 |" in text
+    assert r"Pong & 23.4 $\pm$ 336.4 (2/10 seeds) & 1.250 & -5.9 & -19.3" in tex.read_text()
+    assert poi.read_text().splitlines()[0] == "x,y,tasks,p_x_better,ci_low,ci_high"
+    assert {p.name for p in paths[6:]} == {"atari_profile.png"}   # score files: no curves
     assert "| ours | 2 | 2 | 0.750 [" in text and "SPR (paper, per-game means) | 2 |" in text
     rows = per_game.read_text().splitlines()
     assert rows[0].startswith("method,game,runs") and len(rows) == 3
@@ -183,22 +190,20 @@ def test_bad_inputs_are_named(tmp_path):
         agg.load_runs([str(tmp_path / "nothing_*")])
     with pytest.raises(ValueError, match="config.yaml: expected a run directory or a .json"):
         agg.load_runs([str(_fake_run(tmp_path, "pong", "Pong", 1, [0.0]) / "config.yaml")])
-    _fake_run(tmp_path, "dmc", "Pong", 1, [0.0])
-    (tmp_path / "dmc" / "config.yaml").write_text(yaml.safe_dump(
-        {"env": {"name": "dmc/walker_walk"}, "agent": {"name": "drqv2"}, "seed": 1}))
-    with pytest.raises(ValueError, match="'dmc/walker_walk'.*config.yaml: env.name"):
-        agg.load_runs([str(tmp_path / "dmc")])
-    unfinished = _fake_run(tmp_path, "unfinished", "Pong", 1, [0.0])
-    (unfinished / "final.json").unlink()
-    with pytest.raises(ValueError, match="unfinished: no final.json"):
-        agg.load_runs([str(unfinished)])
+    _fake_run(tmp_path, "other", "Pong", 1, [0.0])
+    (tmp_path / "other" / "config.yaml").write_text(yaml.safe_dump(
+        {"env": {"name": "mujoco/walker"}, "agent": {"name": "drqv2"}, "seed": 1}))
+    with pytest.raises(ValueError, match="config.yaml: env.name 'mujoco/walker' is not"):
+        agg.load_runs([str(tmp_path / "other")])
+    unstarted = _fake_run(tmp_path, "unstarted", "Pong", 1, [0.0])
+    (unstarted / "final.json").unlink()
+    (unstarted / "metrics.jsonl").write_text("")
+    with pytest.raises(ValueError, match="unstarted: no final.json and no evaluation"):
+        agg.load_runs([str(unstarted)])
     with pytest.raises(ValueError, match="'ours', game 'Pong', seed 1 appears twice"):
         agg.load_runs([str(_dump(tmp_path / "dup.json", _runs() + _runs()[2:3]))])
     with pytest.raises(ValueError, match=r"runs per game: \{'Boxing': 2, 'Pong': 1\}"):
         agg.aggregate(_runs()[:3], reps=10)
-    mixed = _runs()[:2] + _runs(frames=100_000)[2:]
-    with pytest.raises(ValueError, match=r"different budgets \[100000, 400000\]"):
-        agg.aggregate(mixed, reps=10)
     with pytest.raises(ValueError, match="reps must be a positive integer, got 0"):
         agg.interval_estimates(np.zeros((2, 2)), reps=0)
 
@@ -206,3 +211,49 @@ def test_bad_inputs_are_named(tmp_path):
 def _dump(path, runs):
     path.write_text(json.dumps([r.to_json() for r in runs]))
     return path
+
+
+def test_partial_runs_are_labelled_and_left_out_of_the_aggregates(tmp_path):
+    # a run stopped early (no final.json): scored by its last evaluation, labelled partial
+    stopped = _fake_run(tmp_path, "stopped", "Pong", 1, [0.0])
+    (stopped / "final.json").unlink()
+    (stopped / "metrics.jsonl").write_text(json.dumps(
+        {"step": 200_000, "eval/return": -7.0, "eval/episodes": 100.0}) + "\n")
+    (run,) = agg.load_runs([str(stopped)])
+    assert (run.score, run.frames, run.budget) == (-7.0, 200_000, 400_000)
+    mixed = _runs()[:2] + _runs(frames=100_000)[2:]    # Boxing complete, Pong at 100k only
+    (res,) = agg.aggregate(mixed, reps=10)
+    assert res.games == ("Boxing",) and res.aggregates["Mean"][0] == pytest.approx(0.5)
+    assert not res.cells["Pong"].complete and res.cells["Pong"].frames == 100_000
+    text = agg.render_markdown([res], reps=10)
+    assert "partial: 100k/400k frames" in text
+    assert "partial (left out of the aggregates): Pong" in text
+    more = mixed + [agg.RunScore(game="Boxing", seed=3, method="ours", score=5.0, frames=50_000)]
+    (res,) = agg.aggregate(more, reps=10)
+    assert res.cells["Boxing"].partial_runs == 1 and len(res.scores["Boxing"]) == 2
+    assert "+1 partial, left out" in agg.render_markdown([res], reps=10)
+
+
+def test_a_sweep_dir_reads_its_jobs_and_skips_unstarted_ones(tmp_path, capsys):
+    sweep = tmp_path / "multirun" / "0800"
+    _fake_run(sweep, "0_pong_s1", "Pong", 1, [-3.0])
+    queued = _fake_run(sweep, "1_pong_s2", "Pong", 2, [0.0])
+    (queued / "final.json").unlink()
+    (queued / "metrics.jsonl").write_text("")
+    (sweep / "multirun.yaml").write_text("{}")
+    (run,) = agg.load_runs([str(sweep)])
+    assert (run.seed, run.score) == (1, -3.0)
+    assert "skipped: " in capsys.readouterr().out
+
+
+def test_frames_holds_longer_runs_to_their_evaluation_at_that_budget():
+    runs = [agg.RunScore(game="Pong", seed=s, method="m", score=9.0, frames=400_000,
+                         curve=((100_000, float(s)), (400_000, 9.0))) for s in (1, 2)]
+    short = agg.RunScore(game="Boxing", seed=1, method="m", score=0.1, frames=100_000)
+    held = agg.at_frames(runs + [short], 250_000)   # the eval at or before: 100k
+    assert [(r.score, r.frames) for r in held] == [(1.0, 250_000), (2.0, 250_000),
+                                                   (0.1, 100_000)]
+    (res,) = agg.aggregate(runs + [short, dataclasses.replace(short, seed=2)], reps=10,
+                           frames=250_000)
+    assert res.frames == 250_000 and res.games == ("Pong",)
+    assert list(res.scores["Pong"]) == [1.0, 2.0] and not res.cells["Boxing"].complete

@@ -1,48 +1,68 @@
-"""experiments.plot_curves: the CSV it writes, and one colour per method under --color-by-method."""
+"""experiments.plot_curves: per method and task the mean over seeds with bootstrap CIs (the
+CSV it writes), points behind fewer seeds counted, and --group-by dir."""
 import csv
 import json
-import sys
 
 import pytest
+import yaml
 
 from experiments import plot_curves
 
 
-def _fake_run(root, session, name, env, returns):
+def _fake_run(root, session, name, env, seed, returns, agent="drqv2"):
     run = root / session / name
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(f"env:\n  name: {env}\n")
+    (run / "config.yaml").write_text(yaml.safe_dump(
+        {"env": {"name": env}, "agent": {"name": agent}, "seed": seed,
+         "loop": {"frames": returns[-1][0]}}))
     with open(run / "metrics.jsonl", "w") as f:
         for frames, ret in returns:
             f.write(json.dumps({"step": frames, "eval/return": ret, "eval/return_std": 1.0}) + "\n")
     return run
 
 
-def test_method_looks_share_a_colour_per_method_and_vary_the_style():
-    labels = ["s1/repo_walker_s1", "s1/dreamer_walker_s1", "s2/repo_walker_s2",
-              "s3/spr_Pong_s1x3/seed_0", "s3/spr_Pong_s1x3/seed_1", "s4/spr_Boxing_s1"]
-    looks = plot_curves.method_looks(labels)
-    assert looks["s1/repo_walker_s1"]["color"] == looks["s2/repo_walker_s2"]["color"]
-    assert looks["s1/repo_walker_s1"]["linestyle"] != looks["s2/repo_walker_s2"]["linestyle"]
-    assert looks["s1/dreamer_walker_s1"]["color"] != looks["s1/repo_walker_s1"]["color"]
-    # vmapped copies belong to their run's method, not to a method called "seed"
-    assert looks["s3/spr_Pong_s1x3/seed_0"]["color"] == looks["s4/spr_Boxing_s1"]["color"]
-    copies = [looks[f"s3/spr_Pong_s1x3/seed_{k}"]["linestyle"] for k in range(2)]
-    assert copies[0] != copies[1]
-    assert len({look["color"] for look in looks.values()}) == 3
+def _rows(path):
+    return [(r["method"], r["task"], int(r["frames"]), int(r["seeds"]),
+             float(r["eval_return_mean"]), float(r["ci95_low"]), float(r["ci95_high"]))
+            for r in csv.DictReader(open(path.with_suffix(".csv")))]
 
 
-@pytest.mark.parametrize("by_method", [False, True])
-def test_main_writes_one_csv_row_per_evaluation(tmp_path, monkeypatch, by_method):
-    repo = _fake_run(tmp_path, "s1", "repo_walker_s1", "dmc/walker_walk", [(0, 1.0), (1000, 5.5)])
-    dreamer = _fake_run(tmp_path, "s1", "dreamer_cheetah_s1", "dmc/cheetah_run", [(0, 2.0)])
+def test_curves_are_means_over_seeds_with_cis(tmp_path):
+    a = _fake_run(tmp_path, "s1", "drqv2_walker_s1", "dmc/walker_walk", 1, [(0, 1.0), (1000, 4.0)])
+    b = _fake_run(tmp_path, "s1", "drqv2_walker_s2", "dmc/walker_walk", 2,
+                  [(0, 3.0), (1000, 8.0), (2000, 9.0)])
+    c = _fake_run(tmp_path, "s2", "dreamer_cheetah_s1", "dmc/cheetah_run", 1, [(500, 2.0)],
+                  agent="imagination")
     out = tmp_path / "curves.png"
-    monkeypatch.setattr(sys, "argv", ["plot_curves", str(out), str(repo), str(dreamer)]
-                        + (["--color-by-method"] if by_method else []))
-    plot_curves.main()
+    plot_curves.main([str(out), str(a), str(b), str(c), "--reps", "200",
+                      "--table", "drqv2_dmc"])
     assert out.stat().st_size > 0
-    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
-    assert [(r["run"], r["env"], r["frames"], r["eval_return_mean"]) for r in rows] == [
-        ("s1/dreamer_cheetah_s1", "dmc/cheetah_run", "0", "2.0"),
-        ("s1/repo_walker_s1", "dmc/walker_walk", "0", "1.0"),
-        ("s1/repo_walker_s1", "dmc/walker_walk", "1000", "5.5")]
+    rows = _rows(out)
+    assert [r[:5] for r in rows] == [
+        ("imagination", "cheetah_run", 500, 1, 2.0),
+        ("drqv2", "walker_walk", 0, 2, 2.0), ("drqv2", "walker_walk", 1000, 2, 6.0),
+        ("drqv2", "walker_walk", 2000, 1, 9.0)]   # only seed 2 got there: counted, dashed
+    for *_, mean, low, high in rows:
+        assert low <= mean <= high
+    _, _, _, _, _, low, high = rows[2]
+    assert (low, high) == pytest.approx((4.0, 8.0))   # bootstrap of two seeds: their range
+
+
+def test_group_by_dir_and_vmapped_copies(tmp_path):
+    runs = [_fake_run(tmp_path, "s", f"drqv2_{kind}_cartpole_s{seed}", "dmc/cartpole_swingup",
+                      seed, [(100, seed * 1.0)]) for kind in ("fp32", "tf32") for seed in (1, 2)]
+    out = tmp_path / "ab.png"
+    plot_curves.main([str(out), *map(str, runs), "--group-by", "dir", "--reps", "50"])
+    assert {(r[0], r[3], r[4]) for r in _rows(out)} == {("drqv2_fp32_cartpole", 2, 1.5),
+                                                        ("drqv2_tf32_cartpole", 2, 1.5)}
+    vmapped = tmp_path / "v" / "spr_Pong_s1x2"
+    vmapped.mkdir(parents=True)
+    (vmapped / "config.yaml").write_text(yaml.safe_dump(
+        {"env": {"name": "atari/Pong"}, "agent": {"name": "rainbow"}, "seed": 1, "num_seeds": 2}))
+    for k in range(2):
+        (vmapped / f"seed_{k}").mkdir()
+        (vmapped / f"seed_{k}" / "metrics.jsonl").write_text(
+            json.dumps({"step": 400, "eval/return": float(k)}) + "\n")
+    out = tmp_path / "pong.png"
+    plot_curves.main([str(out), str(vmapped / "seed_1"), "--reps", "50"])   # one copy
+    assert [r[2:5] for r in _rows(out)] == [(400, 1, 1.0)]

@@ -1,5 +1,5 @@
-"""The Atari 100k benchmark as data: its 26 games, the random and human reference scores, the
-published per-game scores we compare against, and the training/evaluation protocol.
+"""The Atari 100k benchmark as data: its 26 games, the random and human reference scores and
+the training/evaluation protocol.
 
 Game names are the ones our env names use (``atari/<Game>``, ``conf/env/atari/<Game>.yaml``).
 All numbers are from ``shared/design/cards/reference_numbers.md`` section 7 (sources there):
@@ -7,9 +7,8 @@ All numbers are from ``shared/design/cards/reference_numbers.md`` section 7 (sou
 - random / human: CURL Table 2 = A-LIX App. Table 5 = back-solved from BBF's ``RR8_BBF.csv``
   (all three agree exactly). NB DreamerV2's ``baselines.json`` has Alien random 228.8: another
   table, not used.
-- per-game results of SPR (10 seeds), DER, OTRainbow, CURL, DrQ and SimPLe: SPR Table 1 as
-  reproduced in A-LIX App. Table 5 (the SPR column also in an EfficientZero-Table-1
-  transcription); ``PUBLISHED_AGGREGATES`` holds the HNS mean / median printed there.
+- the published per-game results (SPR, DER, STORM, ...) are paper tables:
+  ``experiments/tables/atari100k.py``.
 
 HNS (human-normalised score) = (score - random) / (human - random).
 """
@@ -56,56 +55,9 @@ _REFERENCE: dict[str, tuple[float, float]] = {
 RANDOM_SCORES: Mapping[str, float] = {g: r for g, (r, _) in _REFERENCE.items()}
 HUMAN_SCORES: Mapping[str, float] = {g: h for g, (_, h) in _REFERENCE.items()}
 
-# Published per-game scores (end of training, 100k agent steps), one column per method.
-PUBLISHED_METHODS: tuple[str, ...] = ("SPR", "DER", "OTRainbow", "CURL", "DrQ", "SimPLe")
-_PUBLISHED_ROWS: dict[str, tuple[float, ...]] = {
-    #                  SPR       DER      OTRainbow  CURL      DrQ      SimPLe
-    "Alien":          (801.5,    739.9,   824.7,    558.2,    771.2,   616.9),
-    "Amidar":         (176.3,    188.6,   82.8,     142.1,    102.8,   88.0),
-    "Assault":        (571.0,    431.2,   351.9,    600.6,    452.4,   527.2),
-    "Asterix":        (977.8,    470.8,   628.5,    734.5,    603.5,   1128.3),
-    "BankHeist":      (380.9,    51.0,    182.1,    131.6,    168.9,   34.2),
-    "BattleZone":     (16651.0,  10124.6, 4060.6,   14870.0,  12954.0, 5184.4),
-    "Boxing":         (35.8,     0.2,     2.5,      1.2,      6.0,     9.1),
-    "Breakout":       (17.1,     1.9,     9.8,      4.9,      16.1,    16.4),
-    "ChopperCommand": (974.8,    861.8,   1033.3,   1058.5,   780.3,   1246.9),
-    "CrazyClimber":   (42923.6,  16185.3, 21327.8,  12146.5,  20516.5, 62583.6),
-    "DemonAttack":    (545.2,    508.0,   711.8,    817.6,    1113.4,  208.1),
-    "Freeway":        (24.4,     27.9,    25.0,     26.7,     9.8,     20.3),
-    "Frostbite":      (1821.5,   866.8,   231.6,    1181.3,   331.1,   254.7),
-    "Gopher":         (715.2,    349.5,   778.0,    669.3,    636.3,   771.0),
-    "Hero":           (7019.2,   6857.0,  6458.8,   6279.3,   3736.3,  2656.6),
-    "Jamesbond":      (365.4,    301.6,   112.3,    471.0,    236.0,   125.3),
-    "Kangaroo":       (3276.4,   779.3,   605.4,    872.5,    940.6,   323.1),
-    "Krull":          (3688.9,   2851.5,  3277.9,   4229.6,   4018.1,  4539.9),
-    "KungFuMaster":   (13192.7,  14346.1, 5722.2,   14307.8,  9111.0,  17257.2),
-    "MsPacman":       (1313.2,   1204.1,  941.9,    1465.5,   960.5,   1480.0),
-    "Pong":           (-5.9,     -19.3,   1.3,      -16.5,    -8.5,    12.8),
-    "PrivateEye":     (124.0,    97.8,    100.0,    218.4,    -13.6,   58.3),
-    "Qbert":          (669.1,    1152.9,  509.3,    1042.4,   854.4,   1288.8),
-    "RoadRunner":     (14220.5,  9600.0,  2696.7,   5661.0,   8895.1,  5640.6),
-    "Seaquest":       (583.1,    354.1,   286.9,    384.5,    301.2,   683.3),
-    "UpNDown":        (28138.5,  2877.4,  2847.6,   2955.2,   3180.8,  3350.3),
-}
-PUBLISHED: Mapping[str, Mapping[str, float]] = {
-    m: {g: row[i] for g, row in _PUBLISHED_ROWS.items()} for i, m in enumerate(PUBLISHED_METHODS)}
-SPR_SCORES: Mapping[str, float] = PUBLISHED["SPR"]
-DER_SCORES: Mapping[str, float] = PUBLISHED["DER"]
-
-# HNS mean / median / games above human over the 26 games, as printed (A-LIX Table 5).
-PUBLISHED_AGGREGATES: Mapping[str, Mapping[str, float]] = {
-    "SPR": {"mean": 0.704, "median": 0.415, "above_human": 7},
-    "DER": {"mean": 0.285, "median": 0.161, "above_human": 2},
-    "OTRainbow": {"mean": 0.264, "median": 0.204, "above_human": 1},
-    "CURL": {"mean": 0.381, "median": 0.175, "above_human": 2},
-    "DrQ": {"mean": 0.357, "median": 0.268, "above_human": 2},
-    "SimPLe": {"mean": 0.443, "median": 0.144, "above_human": 2},
-}
-PUBLISHED_SEEDS: Mapping[str, int] = {"SPR": 10}
-
-for _table, _what in ((_REFERENCE, "random/human scores"), (_PUBLISHED_ROWS, "published scores")):
-    if tuple(_table) != GAMES:   # an import-time guard against an edit that drops a game
-        raise AssertionError(f"atari100k: {_what} cover {sorted(_table)}, not {GAMES}")
+if tuple(_REFERENCE) != GAMES:   # an import-time guard against an edit that drops a game
+    raise AssertionError(f"atari100k: random/human scores cover {sorted(_REFERENCE)}, "
+                         f"not {GAMES}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,11 +105,3 @@ def human_normalized_score(game: str, score: float | np.ndarray) -> float | np.n
     random, human = _REFERENCE[name]
     hns = (values - random) / (human - random)
     return float(hns) if hns.ndim == 0 else hns
-
-
-def published_hns(method: str, games: tuple[str, ...] | list[str] = GAMES) -> np.ndarray:
-    """A published method's per-game HNS over ``games`` (in that order)."""
-    if method not in PUBLISHED:
-        raise ValueError(f"no published Atari 100k scores for method {method!r}; "
-                         f"known: {list(PUBLISHED_METHODS)}")
-    return np.array([human_normalized_score(g, PUBLISHED[method][check_game(g)]) for g in games])
