@@ -25,7 +25,7 @@ import importlib
 import json
 import pathlib
 import typing
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -375,10 +375,7 @@ class RunConfig:
     @property
     def method(self) -> str:
         """The agent plus what is switched on: ``drqv2``, ``drqv2+taco``, ``rainbow+spr+drm``."""
-        parts = [self.agent_name]
-        parts += [o.name for o in (getattr(self.agent, OBJECTIVES, None) or {}).values()]
-        parts += list(getattr(self.agent, "modules", None) or {})
-        return "+".join(parts)
+        return method_name(self.to_dict())
 
     @property
     def wandb_group(self) -> str:
@@ -415,6 +412,19 @@ def check_resume(resume: Optional[str]) -> None:
         raise FileNotFoundError(f"resume={resume!r} is not a run directory (no config.yaml in "
                                 f"{run_dir}: {why}); pass the directory of a run started by "
                                 f"experiments.train, or resume=auto")
+
+
+def method_name(cfg: Mapping[str, Any]) -> str:
+    """``agent+objective...+module...`` of a (saved) config as plain containers, e.g.
+    ``drqv2+taco+drm``: the method's name in W&B groups, tags and tables."""
+    agent = cfg.get("agent") or {}
+    objectives = agent.get("objectives") or {}
+    if isinstance(agent.get("objective"), dict):   # runs from before the objective lists
+        objectives = {"objective": agent["objective"]}
+    modules = agent.get("modules") or {}
+    names = [o["name"] for group in (objectives, modules) for o in group.values()
+             if isinstance(o, dict) and o.get("name")]
+    return "+".join([agent.get("name", "?"), *names])
 
 
 def saved_config(run_dir: str | pathlib.Path, label: str) -> DictConfig:

@@ -108,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.online:
         print(push_online(spec))
         return
-    write_offline(args.runs, args.out or "report")
+    from experiments import aggregate
+
+    for path in aggregate.main([*args.runs, "--out", args.out or "report"]):
+        print(f"wrote {path}")
     for command in offline_sync_commands(runs):
         print(command)
 

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments.config import method_name as method_of  # noqa: F401  (one naming)
 from experiments.tables import SUITES
 from rl.envs import atari100k
 
@@ -156,18 +157,6 @@ def _read_json(path: pathlib.Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def method_of(cfg: dict) -> str:
-    """``agent+objective...+module...`` from a saved config, e.g. ``drqv2+taco+drm``."""
-    agent = cfg.get("agent") or {}
-    objectives = agent.get("objectives") or {}
-    if isinstance(agent.get("objective"), dict):   # runs from before the objective lists
-        objectives = {"objective": agent["objective"]}
-    modules = agent.get("modules") or {}
-    names = [o["name"] for group in (objectives, modules) for o in group.values()
-             if isinstance(o, dict) and o.get("name")]
-    return "+".join([agent.get("name", "?"), *names])
 
 
 def eval_curve(log_dir: pathlib.Path, metric: str = "return") -> tuple[tuple[int, float], ...]:

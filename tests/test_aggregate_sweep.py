@@ -11,7 +11,8 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from experiments import aggregate as agg
+from experiments import aggregate as agg, report
+from wandb_files import wandb_run_record
 
 # DrQ-v2 with and without the toy module (it only counts updates here: the cheapest second
 # method); 300 frames, evaluated at 0 and at the end
@@ -20,7 +21,7 @@ TINY = ["hydra/launcher=basic", "module=[],[toy]", "seed=1,2", "experiment=quick
         "agent.encoder_layers=2", "agent.batch_size=8", "agent.num_expl_steps=0",
         "loop.frames=300", "loop.warmup_frames=250", "loop.eval_every_frames=300",
         "loop.eval_episodes=2", "loop.progress=false", "loop.checkpoints=false",
-        "loop.video_every_evals=0", "logger.wandb_mode=disabled", "device=cpu"]
+        "loop.video_every_evals=0", "logger.wandb_mode=offline", "device=cpu"]
 
 
 def test_sweep_then_aggregate_writes_the_table_curves_and_profile(tmp_path):
@@ -40,6 +41,21 @@ def test_sweep_then_aggregate_writes_the_table_curves_and_profile(tmp_path):
         finals.setdefault(method, []).append(final["return"])
         successes.setdefault(method, []).append(final["success"])
     assert {m: len(v) for m, v in finals.items()} == {"drqv2": 2, "drqv2+toy": 2}
+
+    # W&B (offline): the seeds of a method share one group, each run tagged with its seed
+    jobs = sorted(p for p in sweep.iterdir() if (p / "final.json").exists())
+    records = [wandb_run_record(job) for job in jobs]
+    groups = {}
+    for record in records:
+        groups.setdefault(record.run_group, set()).add(
+            next(t for t in record.tags if t.startswith("seed:")))
+        assert {"method:" + record.run_group.split("-")[-1], "env:toy/reach", "suite:toy",
+                "experiment:quickstart"} <= set(record.tags), record.tags
+    assert groups == {"quickstart-toy-reach-drqv2": {"seed:1", "seed:2"},
+                      "quickstart-toy-reach-drqv2+toy": {"seed:1", "seed:2"}}
+    spec = report.report_spec(report.find_runs([str(sweep / "*")]))
+    assert [g["groups"] for g in spec["grids"]] == [sorted(groups)]
+    assert len(report.offline_sync_commands(report.find_runs([str(sweep / "*")]))) == 4
 
     out = tmp_path / "report" / "toy"
     paths = agg.main([str(sweep), "--out", str(out), "--reps", "200", "--curve-reps", "100"])

@@ -7,6 +7,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from experiments import config as config_lib
+from wandb_files import wandb_run_record
 
 CONF = pathlib.Path(__file__).parents[1] / "conf"
 config_lib.register()
@@ -209,44 +210,6 @@ def test_one_logger_per_seed(tmp_path, num_seeds):
             logger.close()
 
 
-def _wandb_run_record(run_dir):
-    """The run record (group, tags, name) of the one offline W&B run under ``run_dir``: a
-    ``.wandb`` file is a 7-byte header, then LevelDB-log blocks of 32 KiB holding protobuf
-    ``Record``s (chunk header: crc32, length, type 1 full / 2 first / 3 middle / 4 last)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    import time
-
-    for _ in range(100):   # W&B's service process may still be writing the file: wait for it
-        record = _run_record_in(pathlib.Path(run_dir), pb)
-        if record is not None:
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"no run record under {run_dir}")
-
-
-def _run_record_in(run_dir, pb):
-    import struct
-
-    paths = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
-    if len(paths) != 1:
-        return None
-    data, pos, pending = paths[0].read_bytes(), 7, b""
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7:              # a block's tail too short for a header
-            pos += 32768 - pos % 32768
-            continue
-        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
-        pending += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):
-            record = pb.Record.FromString(pending)
-            pending = b""
-            if record.WhichOneof("record_type") == "run":
-                return record.run
-    return None
-
-
 def test_the_seeds_of_a_sweep_share_one_wandb_group_and_carry_tags(tmp_path):
     """What ``-m seed=1,2`` gives: two runs, one W&B group (experiment-env-method), tags for
     method, env, suite, experiment and seed; ``logger.group/tags/name`` override them."""
@@ -262,7 +225,7 @@ def test_the_seeds_of_a_sweep_share_one_wandb_group_and_carry_tags(tmp_path):
         (logger,) = make_loggers(run, tmp_path / str(seed), None)
         logger.log(1, {"x": 1.0})
         logger.close()
-        records.append(_wandb_run_record(tmp_path / str(seed)))
+        records.append(wandb_run_record(tmp_path / str(seed)))
     assert [r.run_group for r in records] == ["quickstart-toy-reach-drqv2"] * 2
     for seed, record in zip((1, 2), records):
         assert list(record.tags) == ["method:drqv2", "env:toy/reach", "suite:toy",

@@ -22,7 +22,7 @@ def readme_commands() -> list[str]:
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for command in block.replace("\\\n", " ").splitlines():
-            command = re.split(r"\s+#", command)[0].strip()
+            command = re.split(r"(?:^|\s+)#", command)[0].strip()
             if command:
                 commands.append(command)
     return commands
