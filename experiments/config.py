@@ -371,13 +371,17 @@ def resolve(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunConfig:
     itself is left as it is.
 
     ``resume=auto`` (a requeued SLURM job): resume ``run_dir`` if it holds a checkpoint, else
-    start afresh there."""
+    start afresh there. A requeued job repeats its command line, whose overrides (config groups
+    too) the saved config already holds, so they are not applied again."""
     if cfg.resume == "auto":
         from rl.preemption import has_checkpoint
 
+        if has_checkpoint(cfg.run_dir):
+            cfg = copy.deepcopy(cfg)
+            cfg.resume = str(pathlib.Path(cfg.run_dir).absolute())
+            return _resolved(load_resumed(cfg), fresh=False)
         cfg = copy.deepcopy(cfg)
-        cfg.resume = str(pathlib.Path(cfg.run_dir).absolute()) if has_checkpoint(cfg.run_dir) \
-            else None
+        cfg.resume = None
     if cfg.resume:
         return _resolved(load_resumed(cfg, overrides), fresh=False)
     return _resolved(copy.deepcopy(cfg), fresh=True)

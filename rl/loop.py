@@ -193,6 +193,7 @@ class Trainer:
         if self.checkpointer is None or self.checkpointer.latest_step() == self.loop.step:
             return
         self._check_finite(raise_now=True)   # a non-finite state is never written
+        self._pop_faults()
         env_state = self.env.resume_state()
         metrics = jax.device_get(self._metrics)
         meta = {"loop": dataclasses.asdict(self.loop), "fingerprint": self.fingerprint,
@@ -251,12 +252,13 @@ class Trainer:
             loop.step, bool(cfg.eval_every_frames), bool(cfg.checkpoint_every_frames))
         if loop.step == 0 and cfg.eval_every_frames and cfg.eval_at_start:
             self._evaluate()
-        with StopSignals(self.print) as stop:
+        with StopSignals(self.print) as stop:   # the last checkpoint too: a stop waits for it
             self.stop_signals = stop
             self._iterate(stop, perf, bar, episodes, log, evaluation, checkpoint)
-        if self.trace is not None:
-            self.trace.finish(self.state)
-        self.save()
+            if self.trace is not None:
+                self.trace.finish(self.state)
+            self.save()
+            self.preempted = self.preempted or stop.name
         if self.preempted:   # the checkpoint is written: resume=auto (or resume=<dir>) goes on
             self.print(f"stopped by {self.preempted} at step {loop.step} "
                        f"({loop.step * repeat} frames); checkpoint written")
@@ -342,9 +344,12 @@ class Trainer:
                                 fps=shared.get("perf/env_fps", 0.0),
                                 ups=shared.get("perf/updates_per_s", 0.0))
 
-    def _counters(self) -> dict[str, float]:
-        for env in (self.env, self.eval_env):   # faults since the last row, train and eval
+    def _pop_faults(self) -> None:
+        for env in (self.env, self.eval_env):   # faults since the last call, train and eval
             self.loop.env_faults += env.pop_faults() if hasattr(env, "pop_faults") else 0
+
+    def _counters(self) -> dict[str, float]:
+        self._pop_faults()
         counters = {"progress/frames": self.loop.step * self.action_repeat,
                     "progress/agent_steps": self.loop.step, "progress/updates": self.loop.updates,
                     "progress/episodes": self.loop.episodes, "env/faults": self.loop.env_faults}

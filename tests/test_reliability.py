@@ -105,6 +105,21 @@ def test_sigterm_mid_run_then_resume_auto_equals_an_uninterrupted_run(tmp_path, 
     assert _comparable(read_metrics(broken)) == _comparable(read_metrics(straight))
 
 
+def test_resume_auto_resolves_a_requeued_command_line(tmp_path):
+    """A requeued job repeats its command line (config groups included) with resume=auto: a
+    fresh start where there is no checkpoint, else the saved config, the overrides not applied
+    again."""
+    overrides = [*TINY, "resume=auto"]
+    fresh = config_lib.resolve(_cfg(tmp_path, "resume=auto"), overrides)
+    assert fresh.resume is None and fresh.run_dir == str(tmp_path)
+    fresh.save(tmp_path / "config.yaml")
+    (tmp_path / "checkpoints" / "7.orbax-checkpoint-tmp-1").mkdir(parents=True)  # unfinished
+    assert config_lib.resolve(_cfg(tmp_path, "resume=auto"), overrides).resume is None
+    (tmp_path / "checkpoints" / "7").mkdir()
+    resumed = config_lib.resolve(_cfg(tmp_path, "resume=auto"), overrides)
+    assert resumed.resume == str(tmp_path) and resumed.fingerprint == fresh.fingerprint
+
+
 def test_a_second_signal_aborts_and_chained_handlers_are_forwarded():
     calls = []
     previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append(s))   # e.g. submitit's
