@@ -5,6 +5,8 @@ Per iteration: the agent acts on the latest frames (one jit), the due updates ar
 does the host wait for the actions and step the environments, so env stepping on CPU overlaps
 the device update. When updates, logs, evaluations and checkpoints happen: ``rl/loop_schedule.py``;
 which envs, loggers and replay rows belong to which seed: ``rl.agents.seed_stack.SeedLayout``.
+A stop signal ends the loop after its iteration, with a checkpoint (``rl/preemption.py``); a
+non-finite update stops it or is skipped (``loop.on_nonfinite``, ``rl/divergence.py``).
 """
 from __future__ import annotations
 
