@@ -207,7 +207,7 @@ class Config:
     # the experiment= preset (recorded by experiments.train from Hydra's choices)
     experiment: Optional[str] = None
     num_seeds: int = 1                       # independent copies vmapped in this one process
-    resume: Optional[str] = None             # a run directory to continue
+    resume: Optional[str] = None             # a run directory to continue, or auto (resolve)
     run_dir: str = "."
     device: str = "auto"                     # auto | cpu | gpu
     # several processes on one GPU (hydra/launcher=parallel): allocate device memory on demand
@@ -291,6 +291,9 @@ def register() -> None:
     register_modules(cs)
     OmegaConf.register_new_resolver("slug", lambda s: str(s).replace("/", "-"), replace=True)
     OmegaConf.register_new_resolver("if_null", lambda a, b: b if a is None else a, replace=True)
+    # hydra.run.dir: the run being resumed, else a new one (resume=auto runs in the default dir)
+    OmegaConf.register_new_resolver("resume_dir", lambda a, b: b if a in (None, "auto") else a,
+                                    replace=True)
 
 
 def agent_config(cfg: DictConfig) -> Any:
@@ -454,8 +457,21 @@ def resolve(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunConfig:
     """The composed config as a ``RunConfig``. With ``resume``: the saved config of that run
     plus ``overrides`` (the command line's ``key=value`` pairs); its replay keeps the capacity
     it was allocated (a resumed run that gets a larger ``loop.frames`` wraps its ring). ``cfg``
-    itself is left as it is."""
+    itself is left as it is.
+
+    ``resume=auto`` (a requeued SLURM job): resume ``run_dir`` if it holds a checkpoint, else
+    start afresh there. A requeued job repeats its command line, whose overrides (config groups
+    too) the saved config already holds, so they are not applied again."""
     check_resume(cfg.resume)
+    if cfg.resume == "auto":
+        from rl.preemption import has_checkpoint
+
+        if has_checkpoint(cfg.run_dir):
+            cfg = copy.deepcopy(cfg)
+            cfg.resume = str(pathlib.Path(cfg.run_dir).absolute())
+            return _resolved(load_resumed(cfg), fresh=False)
+        cfg = copy.deepcopy(cfg)
+        cfg.resume = None
     if cfg.resume:
         return _resolved(load_resumed(cfg, overrides), fresh=False)
     return _resolved(copy.deepcopy(cfg), fresh=True)

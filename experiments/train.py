@@ -3,7 +3,15 @@
 The whole data path, in order: Hydra config (conf/) -> one frozen ``RunConfig``
 (experiments/config.py) -> envs (rl/envs) -> agent (rl/agents) -> rl.loop.Trainer, which owns the replay (rl/replay), the jitted act/update, evaluation,
 logging (rl/logging) and checkpoints (rl/checkpoint).
-Resume an interrupted run with ``python -m experiments.train resume=<run_dir>``.
+Resume an interrupted run with ``python -m experiments.train resume=<run_dir>``; ``resume=auto``
+resumes the run directory Hydra gives this job if it holds a checkpoint, else starts there.
+
+Stopping: SIGTERM / SIGINT (SLURM's preemption, Ctrl-C) make the loop finish its iteration,
+checkpoint and return (``rl/preemption.py``); ``train`` then returns the last evaluation with
+``"preempted": 1.0`` and writes ``preempted.json``, and the command exits with code 75
+(``EXIT_PREEMPTED``). A second signal aborts at once. A non-finite loss or state with
+``loop.on_nonfinite=stop`` raises ``rl.divergence.NonFiniteError`` (exit code 1) after writing
+``diverged.json``; the last checkpoint is the last finite one.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments import config as config_lib
+from rl.preemption import EXIT_PREEMPTED
 
 config_lib.register()
 log = logging.getLogger("pixel_mbrl")
@@ -73,6 +82,7 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
     ``overrides`` are the command line's ``key=value`` pairs; on resume they are applied on top
     of the run's saved config (anything that changes the state's shapes is refused on restore).
     """
+    auto = not isinstance(cfg, config_lib.RunConfig) and cfg.resume == "auto"
     run = cfg if isinstance(cfg, config_lib.RunConfig) else config_lib.resolve(cfg, overrides)
     if run.share_device:   # read when JAX's GPU client starts, i.e. before the first array
         os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
@@ -81,6 +91,7 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
     if run.device != "auto":
         jax.config.update("jax_platforms", "cpu" if run.device == "cpu" else "cuda")
     from rl.checkpoint import Checkpointer
+    from rl.divergence import NonFiniteError
     from rl.loop import Trainer
 
     from experiments.provenance import source_info
@@ -98,7 +109,9 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
     if run.resume and checkpointer is None:
         raise ValueError(f"resume={run.resume!r} with loop.checkpoints=false: nothing to resume")
     resume_step = checkpointer.latest_step() if run.resume else None
-    loggers = make_loggers(run, run_dir, None if resume_step is None
+    # resume=auto starting afresh: rows of an attempt that died before its first checkpoint go
+    fresh_frame = -1 if auto and resume_step is None else None
+    loggers = make_loggers(run, run_dir, fresh_frame if resume_step is None
                            else resume_step * run.action_repeat, source)
     log.info(f"run dir: {run_dir}\nenv: {train_env.spec}\ndevice: {jax.devices()[0]}\n"
              f"commit: {source['commit']}{' (dirty)' if source['dirty'] else ''}"
@@ -111,9 +124,22 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
     try:
         if resume_step is not None:
             trainer.restore()
+            if trainer.loop.step != resume_step:   # the latest was corrupt: an older one it is
+                for logger in loggers:
+                    logger.rewind(trainer.loop.step * run.action_repeat)
         final = trainer.run()
-        (run_dir / "final.json").write_text(json.dumps(final, indent=2))
-        return final
+        if trainer.preempted:
+            final = {**final, "preempted": 1.0}
+            (run_dir / "preempted.json").write_text(json.dumps(
+                {"signal": trainer.preempted, "step": trainer.loop.step,
+                 "frames": trainer.loop.step * run.action_repeat}, indent=2))
+        else:
+            (run_dir / "final.json").write_text(json.dumps(final, indent=2))
+            (run_dir / "preempted.json").unlink(missing_ok=True)
+    except NonFiniteError as err:
+        (run_dir / "diverged.json").write_text(json.dumps(err.report, indent=2))
+        log.error(f"diverged: {err}")
+        raise
     finally:
         for logger in loggers:
             logger.close()
@@ -124,6 +150,9 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
         for handler in added_handlers or ():
             log.removeHandler(handler)
             handler.close()
+    if trainer.preempted:   # only now, with everything closed: e.g. submitit requeues the job
+        trainer.stop_signals.forward()
+    return final
 
 
 def make_loggers(run: config_lib.RunConfig, run_dir: pathlib.Path, resume_frame: int | None,
@@ -152,6 +181,8 @@ def main(cfg: DictConfig) -> float:
     if cfg.experiment is None and not cfg.resume:   # recorded for W&B groups and tables
         cfg.experiment = hydra_cfg.runtime.choices.get("experiment")
     final = train(cfg, hydra_cfg.overrides.task)
+    if "preempted" in final:
+        raise SystemExit(EXIT_PREEMPTED)   # stopped early (checkpointed): not a finished run
     return final.get("return", float("nan"))  # lets sweepers optimise the final eval return
 
 

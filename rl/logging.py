@@ -56,6 +56,12 @@ class Logger:
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
+    def rewind(self, step: int) -> None:
+        """Drops the rows after ``step`` (a resume that fell back to an older checkpoint)."""
+        self._file.close()
+        self._truncate_after(step)
+        self._file = open(self.path, "a", buffering=1)
+
     def _init_wandb(self, mode, project, entity, run_name, config, group, tags):
         import wandb  # lazy: optional on machines that log locally only
 

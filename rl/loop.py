@@ -5,6 +5,8 @@ Per iteration: the agent acts on the latest frames (one jit), the due updates ar
 does the host wait for the actions and step the environments, so env stepping on CPU overlaps
 the device update. When updates, logs, evaluations and checkpoints happen: ``rl/loop_schedule.py``;
 which envs, loggers and replay rows belong to which seed: ``rl.agents.seed_stack.SeedLayout``.
+A stop signal ends the loop after its iteration, with a checkpoint (``rl/preemption.py``); a
+non-finite update stops it or is skipped (``loop.on_nonfinite``, ``rl/divergence.py``).
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ from rl.agents.base import Agent, is_prioritized
 from rl.agents.seed_stack import UPDATE_MODES, SeedLayout
 from rl.checkpoint import Checkpointer
 from rl.core.types import ActionSpec, TimeStep
+from rl.divergence import MODES as NONFINITE_MODES, DivergenceMonitor, NonFiniteError
 from rl.episodes import EpisodeStats
-from rl.evaluate import evaluate, make_report_fn
+from rl.evaluate import evaluate
 from rl.logging import Logger
 from rl.loop_schedule import LoopSchedule
+from rl.preemption import StopSignals
 from rl.progress import progress_bar
 from rl.throughput import Throughput
 from rl.trace import LoopTrace
@@ -59,10 +63,9 @@ class LoopConfig:
     progress: bool = True
     trace_at_frames: int = 0              # >0: a profiler trace of trace_steps loop iterations
     trace_steps: int = 100                # from this frame, into the run dir's trace/
+    on_nonfinite: str = "stop"            # a non-finite loss/state: stop | skip | off (rl/divergence.py)
 
-    def validate(self, batch_size: Optional[int] = None) -> None:
-        """The fields' ranges; with ``batch_size`` (the agent's), also that the replay can
-        hold one batch."""
+    def validate(self) -> None:
         for name in ("frames", "update_every", "updates_per_call", "eval_episodes", "eval_envs",
                      "log_every_frames", "replay_capacity", "trace_steps"):
             if getattr(self, name) < 1:
@@ -75,15 +78,12 @@ class LoopConfig:
                      "video_every_evals", "trace_at_frames"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loop.{name}={getattr(self, name)}; must be >= 0")
+        if self.on_nonfinite not in NONFINITE_MODES:
+            raise ValueError(f"loop.on_nonfinite={self.on_nonfinite!r}; must be one of "
+                             f"{NONFINITE_MODES}")
         if self.seed_updates not in UPDATE_MODES:
             raise ValueError(f"loop.seed_updates={self.seed_updates!r}; must be one of "
                              f"{UPDATE_MODES}")
-        if self.replay_budget_gb < 0:
-            raise ValueError(f"loop.replay_budget_gb={self.replay_budget_gb}; must be >= 0")
-        if batch_size is not None and batch_size > self.replay_capacity:
-            raise ValueError(f"agent.batch_size={batch_size} is larger than "
-                             f"loop.replay_capacity={self.replay_capacity} (per seed); raise "
-                             f"loop.replay_capacity or lower agent.batch_size")
 
 
 def random_actions(key: jax.Array, spec: ActionSpec, num: int) -> jax.Array:
@@ -100,6 +100,8 @@ class LoopState:
     updates: int = 0
     episodes: int = 0
     evals: int = 0
+    env_faults: int = 0         # env steps that raised or whose worker died (rl/envs/vector.py)
+    nonfinite_updates: int = 0  # updates discarded by loop.on_nonfinite=skip
 
 
 @flax.struct.dataclass
@@ -153,7 +155,10 @@ class Trainer:
                    f"on {self.replay_device}")
         self.fused = self.replay_device == jax.devices()[0]
         self.act = jax.jit(agent.act, static_argnames=("explore",))
-        self.update = make_update_fn(agent, cfg.updates_per_call, self.fused, cfg.fuse_updates)
+        self.update = make_update_fn(agent, cfg.updates_per_call, self.fused, cfg.fuse_updates,
+                                     on_nonfinite=cfg.on_nonfinite)
+        self.divergence = DivergenceMonitor(cfg.on_nonfinite, cfg.updates_per_call,
+                                            self.action_repeat, print_fn)
         if is_prioritized(agent) and not self.fused:
             self.print(f"warning: prioritised replay needs the replay on the accelerator; it is in "
                        f"host memory ({self.replay_device}), so sampling is uniform (raise "
@@ -173,6 +178,12 @@ class Trainer:
             key=key,
             carry=jax.device_put(agent.initial_carry(seeds.total_envs), device))
         self.loop = LoopState()
+        self._nonfinite_base = 0            # loop.nonfinite_updates of the checkpoint resumed
+        # between two log rows: the latest update metrics and the finished episodes (both go
+        # into checkpoints, so a run stopped between log rows resumes to the same rows)
+        self._metrics: dict[str, Any] = {}
+        self._episodes = EpisodeStats(seeds)
+        self.preempted: str | None = None   # the signal that stopped run() early, if one did
         self.timestep: TimeStep | None = None
         self._last_eval: dict[str, float] = {}
         self._last_eval_step = -1
@@ -183,16 +194,27 @@ class Trainer:
         the actions of their current episodes (seeded resets make that exact)."""
         if self.checkpointer is None or self.checkpointer.latest_step() == self.loop.step:
             return
+        self._check_finite(raise_now=True)   # a non-finite state is never written
+        self._pop_faults()
         env_state = self.env.resume_state()
+        metrics = jax.device_get(self._metrics)
         meta = {"loop": dataclasses.asdict(self.loop), "fingerprint": self.fingerprint,
                 "env": {"episode_index": env_state["episode_index"].tolist(),
                         "chain_start": env_state["chain_start"].tolist(),
-                        "actions_per_env": [a.tolist() for a in env_state["actions_per_env"]]}}
+                        "actions_per_env": [a.tolist() for a in env_state["actions_per_env"]]},
+                "pending": {"episodes": self._episodes.rows,
+                            "metrics": {k: [np.asarray(v).tolist(), str(np.asarray(v).dtype)]
+                                        for k, v in metrics.items()}}}
         self.checkpointer.save(self.loop.step, self.state, meta)
 
     def restore(self) -> None:
-        self.state, meta = self.checkpointer.restore(self.state, fingerprint=self.fingerprint)
+        self.state, meta = self.checkpointer.restore(self.state, fingerprint=self.fingerprint,
+                                                     warn=self.print)
         self.loop = LoopState(**meta["loop"])
+        self._nonfinite_base = self.loop.nonfinite_updates
+        pending = meta.get("pending", {"episodes": self._episodes.rows, "metrics": {}})
+        self._episodes.rows = pending["episodes"]
+        self._metrics = {k: np.asarray(v, dtype) for k, (v, dtype) in pending["metrics"].items()}
         action = self.spec.action
         env = meta["env"]
         actions = [np.asarray(a, action.dtype).reshape(len(a), *action.shape)
@@ -227,13 +249,39 @@ class Trainer:
                                               self.spec.action.dtype))
         perf = Throughput(repeat, seeds.num_seeds)   # env steps summed over all envs
         bar = progress_bar(cfg.progress, schedule.total_steps * repeat, loop.step * repeat)
-        metrics = {}
-        episodes = EpisodeStats(seeds)
+        episodes = self._episodes
         log, evaluation, checkpoint = schedule.events(
             loop.step, bool(cfg.eval_every_frames), bool(cfg.checkpoint_every_frames))
         if loop.step == 0 and cfg.eval_every_frames and cfg.eval_at_start:
             self._evaluate()
-        logged_at = loop.step
+        with StopSignals(self.print) as stop:   # the last checkpoint too: a stop waits for it
+            self.stop_signals = stop
+            self._logged_at = loop.step
+            self._iterate(stop, perf, bar, episodes, log, evaluation, checkpoint)
+            if not (self.preempted or stop.name) and self._logged_at != loop.step:
+                self._check_finite(raise_now=True)   # the last, partial logging window
+                self._log_train(jax.device_get(self._metrics), episodes,
+                                {**perf.report(), **self._counters()}, bar)
+            if self.trace is not None:
+                self.trace.finish(self.state)
+            self.save()
+            self.preempted = self.preempted or stop.name
+        if self.preempted:   # the checkpoint is written: resume=auto (or resume=<dir>) goes on
+            self.print(f"stopped by {self.preempted} at step {loop.step} "
+                       f"({loop.step * repeat} frames); checkpoint written")
+            bar.close()
+            return self._last_eval
+        final = self._last_eval
+        if cfg.eval_every_frames and self._last_eval_step != loop.step:
+            final = self._evaluate()
+        bar.close()
+        return final
+
+    def _iterate(self, stop: StopSignals, perf: Throughput, bar: Any, episodes: EpisodeStats,
+                 log: Any, evaluation: Any, checkpoint: Any) -> None:
+        """The loop's iterations, until the budget is spent or a stop signal came."""
+        cfg, loop, schedule, seeds = self.cfg, self.loop, self.schedule, self.seeds
+        repeat, total_envs = self.action_repeat, seeds.total_envs
         while loop.step < schedule.total_steps:
             if self.trace is not None:
                 self.trace.tick(loop.step, self.state)
@@ -252,6 +300,7 @@ class Trainer:
                     agent_state, replay, metrics = self.update(self.state.agent,
                                                                self.state.replay, key, step)
                     self.state = self.state.replace(agent=agent_state, replay=replay)
+                    self._metrics = metrics = self.divergence.observe(metrics, loop.step)
                     perf.end_update(cfg.updates_per_call, metrics)
                     loop.updates += cfg.updates_per_call
             action = np.asarray(action)        # waits for act only; the update keeps running
@@ -263,24 +312,32 @@ class Trainer:
             bar.update(seeds.envs_per_seed * repeat)
             loop.episodes += episodes.add(ts)
             if log.due(loop.step):
-                metrics = jax.device_get(metrics)   # fetched here, not per step
-                self._log_train(metrics, episodes, {**perf.report(), **self._counters()}, bar)
-                logged_at = loop.step
+                diverged = self._check_finite()
+                shared = {**perf.report(), **self._counters()}
+                metrics = jax.device_get(self._metrics)   # fetched here, not per step
+                self._log_train(metrics, episodes, shared, bar)
+                self._logged_at = loop.step
+                if diverged is not None:   # after the row: it shows the non-finite metrics
+                    raise diverged
             if evaluation.due(loop.step):
                 self._evaluate()
             if checkpoint.due(loop.step):
                 self.save()
-        if logged_at != loop.step:   # the last, partial logging window
-            self._log_train(jax.device_get(metrics), episodes,
-                            {**perf.report(), **self._counters()}, bar)
-        if self.trace is not None:
-            self.trace.finish(self.state)
-        self.save()
-        final = self._last_eval
-        if cfg.eval_every_frames and self._last_eval_step != loop.step:
-            final = self._evaluate()
-        bar.close()
-        return final
+            if stop.requested:   # this iteration is complete: run() checkpoints and returns
+                self.preempted = stop.name
+                break
+
+    def _check_finite(self, raise_now: bool = False) -> NonFiniteError | None:
+        """Syncs on the update's non-finite flag (``rl/divergence.py``)."""
+        try:
+            self.divergence.check()
+        except NonFiniteError as error:
+            if raise_now:
+                raise
+            return error
+        finally:
+            self.loop.nonfinite_updates = self._nonfinite_base + self.divergence.skipped
+        return None
 
     def _log_train(self, metrics: dict[str, Any], episodes: EpisodeStats,
                    shared: dict[str, float], bar: Any) -> None:
@@ -295,10 +352,18 @@ class Trainer:
                                 fps=shared.get("perf/env_fps", 0.0),
                                 ups=shared.get("perf/updates_per_s", 0.0))
 
+    def _pop_faults(self) -> None:
+        for env in (self.env, self.eval_env):   # faults since the last call, train and eval
+            self.loop.env_faults += env.pop_faults() if hasattr(env, "pop_faults") else 0
+
     def _counters(self) -> dict[str, float]:
-        return {"progress/frames": self.loop.step * self.action_repeat,
-                "progress/agent_steps": self.loop.step, "progress/updates": self.loop.updates,
-                "progress/episodes": self.loop.episodes}
+        self._pop_faults()
+        counters = {"progress/frames": self.loop.step * self.action_repeat,
+                    "progress/agent_steps": self.loop.step, "progress/updates": self.loop.updates,
+                    "progress/episodes": self.loop.episodes, "env/faults": self.loop.env_faults}
+        if self.cfg.on_nonfinite == "skip":
+            counters["progress/nonfinite_updates"] = self.loop.nonfinite_updates
+        return counters
 
     def _evaluate(self) -> dict[str, float]:
         # eval randomness comes from its own stream, so evaluating never shifts training's
@@ -326,6 +391,7 @@ class Trainer:
         if not hasattr(self.agent, "report") or self.loop.updates == 0 or not self.fused:
             return  # (a host-memory replay would need its batch copied over first: skipped)
         if not hasattr(self, "_report_fn"):
-            self._report_fn = make_report_fn(self.agent)
+            self._report_fn = jax.jit(
+                lambda state, replay, key: self.agent.report(state, self.agent.sample(replay, key), key))
         for name, video in self._report_fn(self.state.agent, self.state.replay, key).items():
             self.loggers[0].video(frames, f"report/{name}", np.asarray(video))

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from rl import divergence
 from rl.agents.base import Agent, Metrics, is_prioritized
 
 
@@ -39,8 +40,9 @@ def learn_step(agent: Agent, state: Any, replay: Any, key: jax.Array,
     return state, agent.write_priorities(replay, batch, priorities), metrics
 
 
+
 def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
-                   fuse: bool = True) -> Callable:
+                   fuse: bool = True, on_nonfinite: str = "off") -> Callable:
     """``(state, replay, key, step) -> (state, replay, metrics)``: ``updates_per_call`` updates
     (``learn_step``) in one call, the agent state donated; metrics averaged over the K updates.
 
@@ -52,19 +54,31 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
 
     With the replay in host memory, batches are sampled by a CPU jit and copied over; a
     prioritised agent's priorities are then never written, so its sampling stays uniform.
+
+    ``on_nonfinite`` (``rl.divergence``): ``stop``/``skip`` add the ``nonfinite`` metric (the
+    fraction of the K updates with a non-finite loss or state); ``skip`` also discards those.
     """
+    if on_nonfinite not in divergence.MODES:
+        raise ValueError(f"on_nonfinite={on_nonfinite!r}; must be one of {divergence.MODES}")
     if not fused_sampling:
-        return _host_sampled_update_fn(agent, updates_per_call)
+        return _host_sampled_update_fn(agent, updates_per_call, on_nonfinite)
     writes = is_prioritized(agent)
+
+    def guarded_step(state, replay, key, step):   # learn_step, checked per update
+        new, written, metrics = learn_step(agent, state, replay, key, step)
+        new, written, metrics = divergence.guard(on_nonfinite, state, new, metrics,
+                                                 replay if writes else None,
+                                                 written if writes else None)
+        return new, (written if writes else replay), metrics
 
     def updates(state, replay, keys, step):  # one learn_step per key
         if len(keys) == 1:  # XLA:CPU runs convolutions ~10x slower inside a loop body
-            state, replay, metrics = learn_step(agent, state, replay, keys[0], step)
+            state, replay, metrics = guarded_step(state, replay, keys[0], step)
         else:
             def body(carry, key):
                 state, written = carry
-                state, written, metrics = learn_step(agent, state,
-                                                     written if writes else replay, key, step)
+                state, written, metrics = guarded_step(state, written if writes else replay,
+                                                       key, step)
                 return (state, written if writes else None), metrics
 
             (state, written), metrics = jax.lax.scan(body, (state, replay if writes else None),
@@ -99,13 +113,16 @@ def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
     return dispatched
 
 
-def _host_sampled_update_fn(agent: Agent, updates_per_call: int) -> Callable:
+def _host_sampled_update_fn(agent: Agent, updates_per_call: int,
+                            on_nonfinite: str = "off") -> Callable:
     """``make_update_fn`` with the replay in host memory: K batches sampled by a CPU jit, copied
     to the accelerator and scanned over in one update jit (state donated)."""
     def updates_from_batches(state, batches, key, step):
         def body(state, batch_and_key):
             batch, key = batch_and_key
-            return agent.update(state, batch, key, step)
+            new, metrics = agent.update(state, batch, key, step)
+            new, _, metrics = divergence.guard(on_nonfinite, state, new, metrics)
+            return new, metrics
 
         keys = jax.random.split(key, updates_per_call)
         state, metrics = jax.lax.scan(body, state, (batches, keys))

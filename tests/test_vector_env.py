@@ -154,7 +154,8 @@ def test_restore_atari_across_life_loss_soft_resets():
 def test_subprocesses_match_in_process_and_propagate_errors():
     make_fn = _toy("reach_discrete", episode_frames=3)
     serial = VectorEnv(make_fn, num_envs=2, seed=5)
-    parallel = VectorEnv(make_fn, num_envs=2, seed=5, parallel=True)
+    # an env that raises ends its episode (tests/test_reliability.py); here the first fault raises
+    parallel = VectorEnv(make_fn, num_envs=2, seed=5, parallel=True, max_consecutive_faults=1)
     assert parallel.spec == serial.spec and parallel.info_keys == serial.info_keys
     _assert_timesteps_equal(parallel.reset(), serial.reset())
     rng = np.random.default_rng(0)
@@ -162,10 +163,10 @@ def test_subprocesses_match_in_process_and_propagate_errors():
         actions = _actions(serial.spec, 2, rng)
         parallel.step_async(actions)
         _assert_timesteps_equal(parallel.step_wait(), serial.step(actions))
-    raised = r"env 1 \(worker 1\) raised:(.|\n)*ValueError(.|\n)*integer"
+    raised = r"env 1 faulted 1 time\(s\) in a row(.|\n)*ValueError(.|\n)*integer"
     with pytest.raises(RuntimeError, match=raised):
         parallel.step(np.array([0, 9], np.int32))  # action 9 is out of range: raised in env 1
-    procs = parallel._procs
+    procs = parallel._pool.procs
     parallel.close()
     assert not any(p.is_alive() for p in procs)
     with pytest.raises(RuntimeError, match=r"env 0 \(worker 0\) raised:(.|\n)*toy task=.nope"):
@@ -175,8 +176,9 @@ def test_subprocesses_match_in_process_and_propagate_errors():
 def test_workers_host_blocks_of_envs_and_match_in_process():
     make_fn = _toy("reach_discrete", episode_frames=3)
     serial = VectorEnv(make_fn, num_envs=5, seed=5)
-    parallel = VectorEnv(make_fn, num_envs=5, seed=5, parallel=True, workers=2)
-    assert len(parallel._procs) == 2 and parallel._blocks == [range(0, 3), range(3, 5)]
+    parallel = VectorEnv(make_fn, num_envs=5, seed=5, parallel=True, workers=2,
+                         max_consecutive_faults=1)
+    assert len(parallel._pool.procs) == 2 and parallel._pool.blocks == [range(0, 3), range(3, 5)]
     _assert_timesteps_equal(parallel.reset(), serial.reset())
     rng = np.random.default_rng(0)
     for t in range(9):  # three episodes of 3 steps, with auto-resets
@@ -193,9 +195,9 @@ def test_workers_host_blocks_of_envs_and_match_in_process():
     np.testing.assert_array_equal(parallel.episode_index, serial.episode_index)
     _assert_timesteps_equal(parallel.step(np.arange(5, dtype=np.int32)),
                             serial.step(np.arange(5, dtype=np.int32)))
-    with pytest.raises(RuntimeError, match=r"env 3 \(worker 1\) raised:(.|\n)*ValueError"):
+    with pytest.raises(RuntimeError, match=r"env 3 faulted(.|\n)*ValueError"):
         parallel.step(np.array([0, 1, 2, 9, 4], np.int32))  # action 9 is out of range: env 3
-    procs = parallel._procs
+    procs = parallel._pool.procs
     parallel.close()
     assert not any(p.is_alive() for p in procs)
     serial.close()

@@ -17,24 +17,29 @@
 - ``parallel=True`` (and N > 1) runs the envs in ``workers`` subprocesses ('spawn' context, Pipes;
   ``workers=None``: one per env; at most N), each hosting a contiguous block of envs (block sizes
   differ by at most 1). A vector step sends each worker one message with the commands of its
-  envs and reads one reply with all their results. Env exceptions are re-raised here naming the
-  env and with the worker's traceback. ``make_fn`` must be picklable
+  envs and reads one reply with all their results (``rl/envs/vector_worker.py``). ``make_fn`` must be picklable
   (e.g. ``functools.partial(rl.envs.make, name, ...)``) and a script that builds a parallel
   VectorEnv needs the ``if __name__ == "__main__":`` guard (spawn re-imports the main module).
   ``step_async`` / ``step_wait`` let the caller overlap its own work with env stepping
   (in-process, the work happens in ``step_wait``).
+- Faults: an exception in an env's ``step`` (a MuJoCo physics error, an ALE error) or a worker
+  process that dies ends the affected episodes instead of the run: the env (or the whole worker)
+  is rebuilt, the step returns ``is_last`` (a truncation: discount 1, the return so far) and the
+  next step resets it with the next episode's seed. A failed reset is retried. Faults are
+  counted (``faults``, ``pop_faults()``; the loop logs ``env/faults``) and printed; an env that
+  faults ``max_consecutive_faults`` times in a row, or one that cannot be rebuilt, raises.
+  ``restore`` tolerates no step fault (its replay must be exact).
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
-import traceback
+import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from rl.envs.base import Env, check_positive_int
 from rl.core.types import EnvSpec, TimeStep
+from rl.envs.vector_worker import EnvFault, WorkerPool, run_command
 
 Command = tuple[str, Any]  # ("reset", seed) | ("step", action)
 
@@ -54,71 +59,29 @@ def _check_base_seed(seed: Any) -> int:
     return int(seed)
 
 
-def _blocks(num_envs: int, workers: int) -> list[range]:
-    """``workers`` contiguous blocks of env indices whose sizes differ by at most 1."""
-    size, extra = divmod(num_envs, workers)
-    starts = [w * size + min(w, extra) for w in range(workers + 1)]
-    return [range(a, b) for a, b in zip(starts, starts[1:])]
-
-
-def _worker(conn, make_fn: Callable[[], Env], indices: range) -> None:
-    """Hosts envs ``indices``. Receives ``("run", [(env index, command, arg), ...])`` or
-    ``("close", None)``; replies ``("ok", results in order)`` or ``("error", [(env index,
-    traceback), ...])`` (every command is executed, failed or not)."""
-    # Ctrl-C goes to the whole process group; the parent handles it and closes the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    envs: dict[int, Env] = {}
-    try:
-        for i in indices:
-            envs[i] = make_fn()
-    except Exception:
-        conn.send(("error", [(i, traceback.format_exc())]))
-        conn.close()
-        return
-    conn.send(("ok", [(env.spec, tuple(getattr(env, "info_keys", ()))) for env in envs.values()]))
-    while True:
-        try:
-            message, batch = conn.recv()
-        except (EOFError, OSError):  # the parent is gone
-            break
-        if message == "close":
-            for env in envs.values():
-                env.close()
-            conn.send(("ok", None))
-            break
-        results, errors = [], []
-        for i, command, arg in batch:
-            try:
-                if command == "reset":
-                    results.append(envs[i].reset(arg))
-                elif command == "step":
-                    results.append(envs[i].step(arg))
-                else:
-                    raise ValueError(f"unknown command {command!r}")
-            except Exception:
-                errors.append((i, traceback.format_exc()))
-        conn.send(("error", errors) if errors else ("ok", results))
-    conn.close()
-
-
 class VectorEnv:
     """``num_envs`` copies of ``make_fn()`` behind a batched ``TimeStep`` interface."""
 
     def __init__(self, make_fn: Callable[[], Env], num_envs: int, seed: int,
-                 parallel: bool = False, context: str = "spawn", workers: int | None = None):
+                 parallel: bool = False, context: str = "spawn", workers: int | None = None,
+                 max_consecutive_faults: int = 3):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.seed = _check_base_seed(seed)
         self.parallel = bool(parallel) and self.num_envs > 1
         workers = self.num_envs if workers is None else check_positive_int("workers", workers)
-        self._blocks = _blocks(self.num_envs, min(workers, self.num_envs)) if self.parallel else []
-        self._worker_of = [w for w, block in enumerate(self._blocks) for _ in block]
+        self.max_consecutive_faults = check_positive_int("max_consecutive_faults",
+                                                         max_consecutive_faults)
+        self._make_fn = make_fn
         self._envs: list[Env] = []
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
+        self._pool: WorkerPool | None = None
         self._closed = False
         self._pending: dict[int, Command] | None = None
+        self.faults = 0                  # env faults so far (see the module docstring)
+        self._unreported_faults = 0
+        self._fault_streak = np.zeros(self.num_envs, np.int64)
         if self.parallel:
-            specs_keys = self._start_workers(make_fn, context)
+            self._pool = WorkerPool(make_fn, self.num_envs, workers, context)
+            specs_keys = [self._pool.ready[i] for i in range(self.num_envs)]
         else:
             self._envs = [make_fn() for _ in range(self.num_envs)]
             specs_keys = [(e.spec, tuple(getattr(e, "info_keys", ()))) for e in self._envs]
@@ -141,72 +104,77 @@ class VectorEnv:
         self._last_rows: list[dict[str, Any] | None] = [None] * n
         self._started = False
 
-    # ------------------------------------------------------------------ workers
-    def _start_workers(self, make_fn: Callable[[], Env], context: str) -> list:
-        if context not in ("spawn", "forkserver"):
-            raise ValueError(f"context={context!r} is not allowed; choose 'spawn' or "
-                             f"'forkserver' (fork is unsafe once JAX or GL are initialised)")
-        ctx = mp.get_context(context)
-        for block in self._blocks:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, make_fn, block), daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
-        try:
-            specs_keys = self._receive(dict.fromkeys(range(self.num_envs)))
-        except Exception:
-            self.close()
-            raise
-        return [specs_keys[i] for i in range(self.num_envs)]
+    # ------------------------------------------------------------------ workers and faults
+    def _execute(self, commands: dict[int, Command]) -> dict[int, Any]:
+        """Results by env index; an ``EnvFault`` for an env that raised (and was rebuilt)."""
+        if self.parallel:
+            self._pool.send(commands)
+            return self._receive(commands)
+        return {i: run_command(self._envs, self._make_fn, i, cmd, arg)
+                for i, (cmd, arg) in commands.items()}
 
-    def _envs_of(self, w: int) -> str:
-        block = self._blocks[w]
-        return f"envs {block.start}-{block.stop - 1}" if len(block) > 1 else f"env {block.start}"
-
-    def _by_worker(self, commands: dict[int, Any]) -> dict[int, list[int]]:
-        """The env indices of ``commands`` grouped by worker (in increasing order)."""
-        groups: dict[int, list[int]] = {}
-        for i in sorted(commands):
-            groups.setdefault(self._worker_of[i], []).append(i)
-        return groups
-
-    def _send(self, commands: dict[int, Command]) -> None:
-        """One message to each worker that hosts an env with a command."""
-        for w, indices in self._by_worker(commands).items():
-            try:
-                self._conns[w].send(("run", [(i, *commands[i]) for i in indices]))
-            except (BrokenPipeError, OSError) as error:
-                raise RuntimeError(f"env worker {w} ({self._envs_of(w)}) is gone (exit code "
-                                   f"{self._procs[w].exitcode})") from error
-
-    def _receive(self, commands: dict[int, Any]) -> dict[int, Any]:
-        """The results of ``commands`` by env index: one reply from each worker they went to
-        (all are read before raising, to keep the pipes in step)."""
-        results, errors = {}, []
-        for w, indices in self._by_worker(commands).items():
-            try:
-                status, payload = self._conns[w].recv()
-            except (EOFError, OSError):
-                self._procs[w].join(timeout=1.0)
-                errors.append(f"env worker {w} ({self._envs_of(w)}) died (exit code "
-                              f"{self._procs[w].exitcode})")
-                continue
-            if status == "error":
-                errors.extend(f"env {i} (worker {w}) raised:\n{tb}" for i, tb in payload)
-            else:
-                results.update(zip(indices, payload))
-        if errors:
-            raise RuntimeError("\n".join(errors))
+    def _receive(self, commands: dict[int, Command]) -> dict[int, Any]:
+        results = self._pool.receive(commands)
+        for i in sorted(self._pool.lost):   # a restarted worker's envs start from scratch
+            self._needs_reset[i] = True
+        self._pool.lost.clear()
         return results
 
-    def _execute(self, commands: dict[int, Command]) -> dict[int, Any]:
-        if self.parallel:
-            self._send(commands)
-            return self._receive(commands)
-        return {i: (self._envs[i].reset(arg) if cmd == "reset" else self._envs[i].step(arg))
-                for i, (cmd, arg) in commands.items()}
+    def _settle(self, commands: dict[int, Command], results: dict[int, Any],
+                tolerate_steps: bool = True) -> dict[int, dict[str, Any]]:
+        """The rows of executed commands: a faulted reset is retried (same seed), a faulted
+        step ends its episode (a truncation, ``_fault_row``)."""
+        rows = {}
+        for i in sorted(commands):
+            command, result = commands[i][0], results[i]
+            while isinstance(result, EnvFault):
+                self._count_fault(i, command, result)
+                if command == "step":
+                    if not tolerate_steps:
+                        raise RuntimeError(f"env {i} faulted while replaying its actions:\n"
+                                           f"{result.traceback}")
+                    break
+                result = self._execute({i: commands[i]})[i]
+            if isinstance(result, EnvFault):
+                rows[i] = self._fault_row(i)
+            else:   # a reset does not end a streak: a bad action faults every other step
+                self._fault_streak[i] = 0 if command == "step" else self._fault_streak[i]
+                rows[i] = self._absorb(i, command, result)
+        return rows
+
+    def _count_fault(self, i: int, command: str, fault: EnvFault) -> None:
+        self.faults += 1
+        self._unreported_faults += 1
+        self._fault_streak[i] += 1
+        if self._fault_streak[i] >= self.max_consecutive_faults:
+            raise RuntimeError(f"env {i} faulted {self._fault_streak[i]} time(s) in a row "
+                               f"(max_consecutive_faults), last in {command}:\n"
+                               f"{fault.traceback}")
+        print(f"warning: env {i} faulted in {command} ({fault.summary}); it was rebuilt and "
+              f"its episode {self.episode_index[i]} ended (fault {self.faults})",
+              file=sys.stderr)
+
+    def _fault_row(self, i: int) -> dict[str, Any]:
+        """A faulted step: the last observation again, reward 0, the episode truncated (its
+        statistics those of the steps before the fault); the next step resets the env."""
+        self._needs_reset[i] = True
+        last = self._last_rows[i]
+        info = dict(last["info"])
+        info["episode_return"] = self._return[i]
+        info["episode_length"] = float(self._length[i])
+        if "episode_success" in info:
+            info["episode_success"] = float(self._success_any[i])
+        if "episode_success_frames" in info:
+            info["episode_success_frames"] = float(self._success_frames[i])
+        row = {**last, "reward": 0.0, "discount": 1.0, "is_first": False, "is_last": True,
+               "is_terminal": False, "info": info}
+        self._last_rows[i] = row
+        return row
+
+    def pop_faults(self) -> int:
+        """Faults since the last call (the loop's ``env/faults`` counter)."""
+        n, self._unreported_faults = self._unreported_faults, 0
+        return n
 
     # ------------------------------------------------------------------ per-env logic
     def _plan(self, i: int, action: Any) -> Command:
@@ -299,9 +267,9 @@ class VectorEnv:
         self.episode_index[:] = -1
         self._needs_reset[:] = True
         commands = {i: self._plan(i, None) for i in range(self.num_envs)}
-        results = self._execute(commands)
+        rows = self._settle(commands, self._execute(commands))
         self._started = True
-        return self._batch([self._absorb(i, "reset", results[i]) for i in range(self.num_envs)])
+        return self._batch([rows[i] for i in range(self.num_envs)])
 
     def step_async(self, actions: np.ndarray, active: np.ndarray | None = None) -> None:
         """Starts one step of every env (an auto-reset for those whose episode ended).
@@ -325,7 +293,7 @@ class VectorEnv:
             indices = np.flatnonzero(active).tolist()
         commands = {i: self._plan(i, actions[i]) for i in indices}
         if self.parallel:
-            self._send(commands)
+            self._pool.send(commands)
         self._pending = commands
 
     def step_wait(self) -> TimeStep:
@@ -336,8 +304,9 @@ class VectorEnv:
             results = self._receive(commands)
         else:
             results = self._execute(commands)
-        return self._batch([self._absorb(i, commands[i][0], results[i]) if i in commands
-                            else self._idle_row(i) for i in range(self.num_envs)])
+        rows = self._settle(commands, results)
+        return self._batch([rows[i] if i in commands else self._idle_row(i)
+                            for i in range(self.num_envs)])
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> TimeStep:
         self.step_async(actions, active)
@@ -383,9 +352,9 @@ class VectorEnv:
                     commands[i] = self._plan(i, queues[i].pop(0))
             if not commands:
                 break
-            results = self._execute(commands)
-            for i, (command, _) in commands.items():
-                rows[i] = self._absorb(i, command, results[i])
+            for i, row in self._settle(commands, self._execute(commands),
+                                       tolerate_steps=False).items():
+                rows[i] = row
         wrong = np.flatnonzero(self.episode_index != target)
         if wrong.size:
             raise ValueError(f"replayed actions end in episodes {self.episode_index[wrong]} for "
@@ -410,31 +379,20 @@ class VectorEnv:
             raise RuntimeError("this VectorEnv is closed")
 
     def close(self) -> None:
-        """Closes every env; workers are asked to exit, then terminated if they hang."""
+        """Closes every env; workers are asked to exit, then killed if they hang."""
         if self._closed:
             return
         self._closed = True
-        if self.parallel and self._pending is not None:
+        if self._pool is not None and self._pending is not None:
             try:  # drain the replies of an unfinished step so that "close" is answered next
-                self._receive(self._pending)
+                self._pool.receive(self._pending, restart=False)
             except RuntimeError:
                 pass
         self._pending = None
         for env in self._envs:
             env.close()
-        for conn, proc in zip(self._conns, self._procs):
-            try:
-                if proc.is_alive():
-                    conn.send(("close", None))
-                    if conn.poll(5.0):
-                        conn.recv()
-            except (BrokenPipeError, EOFError, OSError):
-                pass
-            proc.join(timeout=5.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=1.0)
-            conn.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def __enter__(self) -> "VectorEnv":
         return self
