@@ -26,7 +26,7 @@ train: install
 # tests in parallel processes (pytest-xdist), 2 workers for the 2-core CI machine; README gives the times
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist worksteal $(ARGS)
+	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist worksteal --durations=25 $(ARGS)
 
 bench: install
 	$(BIN)/python -m experiments.bench $(ARGS)

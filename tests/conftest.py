@@ -21,23 +21,33 @@ def pytest_collection_modifyitems(config, items):
     ``--dist worksteal`` hands worker k the k-th contiguous chunk of the collection and steals
     from the tail of a queue. Sorting the slow tests to the front would put all of them in
     worker 0's chunk, run one after the other; instead each worker's chunk starts with its
-    share of them (dealt round robin, in collection order) and ends with short tests that
-    the other worker may steal."""
+    share of them (longest first to the least loaded worker, by the ``minutes`` of their
+    ``slow`` marker) and ends with short tests that the other worker may steal."""
     workers = _num_workers(config)
     slow = [item for item in items if item.get_closest_marker("slow") is not None]
     if workers < 2 or not slow:
         return
     fast = [item for item in items if item.get_closest_marker("slow") is None]
+    shares, loads = [[] for _ in range(workers)], [0.0] * workers
+    for item in sorted(slow, key=_minutes, reverse=True):
+        k = loads.index(min(loads))
+        shares[k].append(item)
+        loads[k] += _minutes(item)
     ordered, start = [], 0
     for k in range(workers):
         # xdist sends node k len(pending) // (workers - k) of what is still pending
         size = (len(items) - start) // (workers - k)
-        share = slow[k::workers]
-        take = max(0, size - len(share))
-        ordered += share + fast[:take]
+        take = max(0, size - len(shares[k]))
+        ordered += shares[k] + fast[:take]
         fast = fast[take:]
-        start += len(share) + take
+        start += len(shares[k]) + take
     items[:] = ordered + fast
+
+
+def _minutes(item) -> float:
+    """A slow test's rough minutes on a 2-core CI machine (``@pytest.mark.slow(minutes=)``),
+    for balance only: CI prints the measured ones (``--durations``)."""
+    return float(item.get_closest_marker("slow").kwargs.get("minutes", 1.0))
 
 
 def _num_workers(config) -> int:
