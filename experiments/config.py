@@ -52,7 +52,7 @@ class EnvConfig:
     name: str = "toy/reach"
     size: Optional[int] = None               # None: the suite default (dmc 84, atari 84, toy 32)
     action_repeat: Optional[int] = None      # None: the convention's per-task default
-    convention: Optional[str] = None         # None: suite default; dmc drqv2|planet, atari spr|storm
+    convention: Optional[str] = None         # None: suite default; dmc drqv2|planet|dreamer, atari spr|storm
     num_envs: int = 1
     parallel: bool = False                   # envs in subprocesses
     workers: Optional[int] = None            # subprocesses when parallel (None: one per env)

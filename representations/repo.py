@@ -93,7 +93,10 @@ class RePoObjective(ObjectiveBase):
         if self.wm.has_decoder:   # probe: no gradient into the encoder or the RSSM
             losses["image"] = image_nll(self.wm, out.params,
                                         jax.lax.stop_gradient(inputs.features), inputs.batch.obs)
-        return losses, {"kl_balanced": jnp.mean(kl), "beta": beta}
+        # the constraint's state, logged: beta, the batch KL and how far it is above its budget
+        # (the dual step's signal: beta rises while kl_excess > 0)
+        return losses, {"kl_balanced": jnp.mean(kl), "beta": beta,
+                        "kl_excess": jnp.mean(kl) - self.cfg.target_kl}
 
     def update_state(self, state: dict, metrics: Metrics) -> dict:
         log_beta, opt_state = dual_step(self.beta_opt, state["log_beta"], state["opt_state"],

@@ -11,9 +11,29 @@ import numpy as np
 from rl.agents.base import Agent
 
 
+def eval_reset_seed(base_seed: int, evaluation: int) -> int:
+    """The base reset seed of evaluation ``evaluation`` (0, 1, ...) of a run whose eval env was
+    built with ``base_seed``.
+
+    Evaluation 0 keeps ``base_seed`` itself (the episodes every earlier run evaluated on);
+    later ones get fresh seeds, so a run's evaluations do not replay the same episodes. A pure
+    function of the two integers: a resumed run (whose ``LoopState.evals`` is checkpointed)
+    evaluates on the same episodes as an uninterrupted one.
+    """
+    if isinstance(evaluation, bool) or int(evaluation) < 0 or int(base_seed) < 0:
+        raise ValueError(f"eval_reset_seed needs non-negative integers, got "
+                         f"({base_seed!r}, {evaluation!r})")
+    if evaluation == 0:
+        return int(base_seed)
+    # a tag keeps these apart from seed_for's [seed, env, episode] triples
+    state = np.random.SeedSequence([int(base_seed), int(evaluation), 0xE7A1])
+    return int(state.generate_state(1)[0])
+
+
 def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, key: jax.Array,
              step: jax.Array, record_video: bool = False, max_steps: int = 10_000_000,
-             groups: int = 1) -> tuple[list[dict[str, float]], np.ndarray | None]:
+             groups: int = 1, reset_seed: int | None = None
+             ) -> tuple[list[dict[str, float]], np.ndarray | None]:
     """Runs ``episodes`` full episodes per group with ``explore=False``; returns one stats dict
     per group (``summarise``) and env 0's frames (``play`` says which episodes count)."""
     played, video = play(agent, act, state, env, episodes, key, step, record_video, max_steps,
@@ -35,13 +55,16 @@ def play(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, key: 
     ``episodes % n`` of its ``n`` envs play one more than the others) and counted in the order
     each env plays them. Taking the first episodes to finish instead would favour short ones
     (e.g. Atari games lost quickly) whenever episode lengths vary.
-    The eval env is reset at every call; it seeds its episodes itself, so a run that is resumed
-    evaluates on the same episodes as an uninterrupted one.
+    The eval env is reset at every call, under the base seed ``reset_seed`` when given (the
+    loop passes ``eval_reset_seed(base, evaluation index)``, so each evaluation plays new
+    episodes); ``None`` keeps the env's current base seed (the same episodes as last time).
+    Either way the episodes depend only on that seed, so a run that is resumed evaluates on the
+    same episodes as an uninterrupted one.
     """
     if groups < 1 or env.num_envs % groups:
         raise ValueError(f"evaluate: {env.num_envs} envs cannot be split into groups={groups}")
     envs_per_group = env.num_envs // groups
-    ts = env.reset()
+    ts = env.reset(reset_seed)
     # committed like everything the jitted act returns, so act compiles once, not per carry kind
     carry = jax.device_put(agent.initial_carry(env.num_envs), jax.devices()[0])
     stats = [{"return": [], "length": [], "success": []} for _ in range(groups)]

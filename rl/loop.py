@@ -25,7 +25,7 @@ from rl.checkpoint import Checkpointer
 from rl.core.types import ActionSpec, TimeStep
 from rl.divergence import DivergenceMonitor, NonFiniteError
 from rl.episodes import EpisodeStats
-from rl.evaluate import evaluate
+from rl.evaluate import eval_reset_seed, evaluate
 from rl.logging import Logger
 from rl.loop_config import LoopConfig
 from rl.loop_schedule import LoopSchedule
@@ -92,6 +92,9 @@ class Trainer:
         seeds.check_loggers(self.loggers)
         self.agent = agent = seeds.wrap(agent, cfg.seed_updates)
         self.env, self.eval_env, self.cfg = env, eval_env, cfg
+        # the eval env's construction seed: evaluation k resets it under
+        # eval_reset_seed(this, k) (fresh episodes per evaluation, the same after a resume)
+        self._eval_base_seed = int(getattr(eval_env, "seed", 0))
         self.checkpointer, self.fingerprint = checkpointer, fingerprint
         self.print = print_fn
         self.spec = env.spec
@@ -325,9 +328,11 @@ class Trainer:
         self.loop.evals += 1
         record = (self.cfg.video_every_evals > 0
                   and (self.loop.evals - 1) % self.cfg.video_every_evals == 0)
+        reset_seed = eval_reset_seed(self._eval_base_seed, self.loop.evals - 1)
         results, video = evaluate(self.agent, self.act, self.state.agent, self.eval_env,
                                   self.cfg.eval_episodes, key, jnp.asarray(self.loop.step),
-                                  record_video=record, groups=self.seeds.eval_groups)
+                                  record_video=record, groups=self.seeds.eval_groups,
+                                  reset_seed=reset_seed)
         frames = self.loop.step * self.action_repeat
         for logger, result in zip(self.loggers, results):
             logger.log(frames, {**{f"eval/{k}": v for k, v in result.items()},

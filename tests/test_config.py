@@ -180,6 +180,13 @@ def test_action_repeat_is_resolved_without_making_the_env(tmp_path):
     assert registry.action_repeat("dmc/walker_walk") == 2
     assert registry.action_repeat("dmc/cheetah_run", convention="planet") == 4
     assert registry.action_repeat("dmc/cartpole_swingup", convention="planet") == 8
+    # experiment=dreamer_dmc: the Dreamer paper's repeat 2 on every task; PlaNet's on request
+    for task, planet in (("cartpole_swingup", 8), ("cheetah_run", 4), ("walker_walk", 2)):
+        cfg = _compose("experiment=dreamer_dmc", f"env=dmc/{task}", f"run_dir={tmp_path}")
+        assert config_lib.resolve(cfg).action_repeat == 2
+        cfg = _compose("experiment=dreamer_dmc", f"env=dmc/{task}", "env.convention=planet",
+                       f"run_dir={tmp_path}")
+        assert config_lib.resolve(cfg).action_repeat == planet
     assert registry.action_repeat("atari/Pong") == 4
     assert registry.action_repeat("atari/Pong", frame_skip=2) == 2
     assert registry.action_repeat("adroit/door") == 2

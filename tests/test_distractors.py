@@ -112,3 +112,49 @@ def test_closing_one_env_leaves_the_other_envs_rendering(dm_suite, how):
     np.testing.assert_array_equal(np.stack(got), np.stack(frames(fresh)))
     for e in (kept, fresh):
         e.close()
+
+
+# ------------------------------------------------------------------ natural-image pool (issue 31)
+def _stream(pool: str, seeds: list[int], frames_per_episode: int, size: int = 32) -> list:
+    d = distractors.NaturalDistractor(pool, size)
+    frames = []
+    for seed in seeds:
+        d.reset(seed)
+        frames += [d.next_frame() for _ in range(frames_per_episode)]
+    return frames
+
+
+def test_natural_stream_is_grayscale_deterministic_per_seed_and_pools_differ():
+    a = _stream("train", [5], 4)
+    assert a[0].shape == (32, 32, 3) and a[0].dtype == np.uint8
+    assert all((f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all() for f in a)
+    assert a[0].std() > 10                                       # a photo, not a flat fill
+    np.testing.assert_array_equal(np.stack(a), np.stack(_stream("train", [5], 4)))
+    assert not np.array_equal(a[0], _stream("train", [6], 1)[0])
+    assert not np.array_equal(a[0], _stream("test", [5], 1)[0])
+    with pytest.raises(ValueError, match=r"distractor_pool='video'"):
+        distractors.make_distractor("video", "train", 32)
+    with pytest.raises(RuntimeError, match="reset"):
+        distractors.NaturalDistractor("train", 32).next_frame()
+
+
+def test_natural_stream_runs_on_across_episodes_like_a_video():
+    """Later resets (other seeds) do not restart it: three episodes of 5 frames are one
+    15-frame stream, whose consecutive frames are small shifts of each other."""
+    episodes = _stream("train", [5, 9, 11], 5)
+    straight = _stream("train", [5], 15)
+    np.testing.assert_array_equal(np.stack(episodes), np.stack(straight))
+    steps = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(straight, straight[1:])]
+    jump = np.abs(straight[0].astype(int) - _stream("train", [6], 1)[0].astype(int)).mean()
+    assert 0 < max(steps) < jump                                  # it moves, and smoothly
+
+
+def test_natural_pool_in_the_env(dm_suite):
+    env = make("dmc/walker_walk", size=64, distractor="train", distractor_pool="natural")
+    obs = env.reset(1)[0]
+    background = env.background_mask()
+    gray = obs[background]
+    assert (gray[:, 0] == gray[:, 1]).all() and (gray[:, 1] == gray[:, 2]).all()
+    with pytest.raises(ValueError, match=r"distractor_pool='photos' is not allowed"):
+        make("dmc/walker_walk", distractor="train", distractor_pool="photos")
+    env.close()

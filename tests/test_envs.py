@@ -50,8 +50,8 @@ def test_unknown_names_list_valid_choices(name, expected):
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match=r"size=72.*\[64, 84\]"):
         make("dmc/cheetah_run", size=72)
-    with pytest.raises(ValueError, match="convention='dreamer'"):
-        make("dmc/cheetah_run", convention="dreamer")
+    with pytest.raises(ValueError, match="convention='dreamerv3'"):
+        make("dmc/cheetah_run", convention="dreamerv3")
     with pytest.raises(ValueError, match="not used by the 'toy'"):
         make("toy/reach", convention="planet")
 
@@ -59,6 +59,7 @@ def test_bad_options_are_clear_errors():
 def test_dmc_action_repeat_conventions():
     ar = dmc_lib.default_action_repeat
     assert {ar(d, t, "drqv2") for d, t in dmc_lib.DMC_TASKS} == {2}
+    assert {ar(d, t, "dreamer") for d, t in dmc_lib.DMC_TASKS} == {2}   # the Dreamer paper
     assert ar("cartpole", "swingup", "planet") == 8
     assert ar("cartpole", "balance", "planet") == 8
     assert ar("finger", "spin", "planet") == 2
@@ -317,7 +318,7 @@ def _play_until_life_loss(env, rng, max_steps=3000):
 
 
 def test_atari_life_loss_is_terminal_and_the_game_goes_on(ale):
-    env = make("atari/Breakout", terminal_on_life_loss=True)
+    env = make("atari/Breakout", terminal_on_life_loss=True, life_loss_reset="soft")
     rng = np.random.default_rng(0)
     env.reset(0)
     lives = env._ale.lives()
@@ -333,6 +334,26 @@ def test_atari_life_loss_is_terminal_and_the_game_goes_on(ale):
     *_, terminated, _, info = _play_until_life_loss(eval_env, np.random.default_rng(0))
     assert info["life_loss"] and not terminated
     env.close(), eval_env.close()
+
+
+def test_atari_life_loss_reset_plays_one_noop_frame_by_default(ale):
+    """SPR's rlpyt env leaves the lost-life state with one NOOP frame (``_life_reset``); the
+    "soft" switch continues from the very frame of the life loss."""
+    frames = {}
+    for mode in ("noop", "soft"):
+        env = make("atari/Breakout", terminal_on_life_loss=True, life_loss_reset=mode)
+        env.reset(0)
+        obs, *_ = _play_until_life_loss(env, np.random.default_rng(0))
+        before = env._ale.getEpisodeFrameNumber()
+        obs2, info = env.reset(5)
+        frames[mode] = env._ale.getEpisodeFrameNumber() - before
+        assert info["soft_reset"] and env.config.life_loss_reset == mode
+        env.close()
+    assert frames == {"noop": 1, "soft": 0}
+    from rl.envs.atari import AtariConfig
+    assert AtariConfig().life_loss_reset == "noop"
+    with pytest.raises(ValueError, match="life_loss_reset='reset'"):
+        AtariConfig(life_loss_reset="reset")
 
 
 # ----------------------------------------------------------------------------- adroit

@@ -7,7 +7,7 @@ import pytest
 
 from rl.core.types import ActionSpec, EnvSpec
 from rl.envs.vector import VectorEnv
-from rl.evaluate import evaluate
+from rl.evaluate import eval_reset_seed, evaluate
 
 SPEC = EnvSpec("fixed_length", (4, 4, 1), ActionSpec.categorical(2))
 
@@ -82,3 +82,46 @@ def test_envs_that_played_their_share_stop_stepping():
     assert result["return"] == pytest.approx(4.0)
     # env 0's one episode takes 2 steps; it then waits while env 1 plays its 6
     assert steps == [2, 6]
+
+
+class SeedRecordingEnv(FixedLengthEnv):
+    """Records every reset seed it is given (one shared list per VectorEnv)."""
+
+    def __init__(self, seeds: list):
+        super().__init__(length=2)
+        self.seeds = seeds
+
+    def reset(self, seed):
+        self.seeds.append(seed)
+        return super().reset(seed)
+
+
+def _seeds_of_evaluations(base_seed: int, evaluations: int) -> list[list[int]]:
+    """The reset seeds each of ``evaluations`` evaluations uses, as the loop calls them."""
+    seeds: list[int] = []
+    env = VectorEnv(lambda: SeedRecordingEnv(seeds), 2, seed=base_seed)
+    per_evaluation = []
+    for k in range(evaluations):
+        seeds.clear()
+        evaluate(NullAgent(), null_act, None, env, 3, jax.random.PRNGKey(k), jnp.asarray(0),
+                 reset_seed=eval_reset_seed(base_seed, k))
+        per_evaluation.append(list(seeds))
+    return per_evaluation
+
+
+def test_each_evaluation_plays_new_episodes_and_runs_with_one_seed_the_same():
+    first, second, third = _seeds_of_evaluations(base_seed=7, evaluations=3)
+    assert len(first) == 3                       # 3 episodes on 2 envs: 2 + 1 resets
+    assert not set(first) & set(second) and not set(second) & set(third)
+    assert _seeds_of_evaluations(base_seed=7, evaluations=3) == [first, second, third]
+    assert _seeds_of_evaluations(base_seed=8, evaluations=1)[0] != first
+    # evaluation 0 keeps the episodes earlier runs were evaluated on
+    assert eval_reset_seed(7, 0) == 7 and eval_reset_seed(7, 1) == eval_reset_seed(7, 1) != 7
+
+
+def test_no_reset_seed_replays_the_same_episodes():
+    seeds: list[int] = []
+    env = VectorEnv(lambda: SeedRecordingEnv(seeds), 1, seed=3)
+    for _ in range(2):
+        evaluate(NullAgent(), null_act, None, env, 1, jax.random.PRNGKey(0), jnp.asarray(0))
+    assert seeds[0] == seeds[1]

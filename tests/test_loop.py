@@ -187,3 +187,22 @@ def test_a_run_that_ends_mid_trace_stops_it_with_the_iterations_done(tmp_path):
                agent="rainbow_spr"))
     loop = json.loads((run / "trace" / "loop.json").read_text())
     assert loop["start_step"] == 40 and loop["iterations"] == 20   # steps 40..59, not 100
+
+
+def test_evaluations_use_fresh_reset_seeds_the_same_in_every_run(tmp_path, monkeypatch):
+    """Issue 31: each evaluation of a run resets its eval env under a new seed; a second run
+    with the same seed gets the same ones (the resume test covers resumed runs)."""
+    import rl.loop
+
+    calls, real = [], rl.loop.evaluate
+
+    def recording(*args, reset_seed=None, **kwargs):
+        calls[-1].append(reset_seed)
+        return real(*args, reset_seed=reset_seed, **kwargs)
+
+    monkeypatch.setattr(rl.loop, "evaluate", recording)
+    for run in ("a", "b"):
+        calls.append([])
+        train(_cfg(tmp_path / run, "loop.frames=80", "loop.checkpoints=false"))
+    assert len(calls[0]) == 3 and len(set(calls[0])) == 3     # frames 0, 40, 80
+    assert calls[0] == calls[1]

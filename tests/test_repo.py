@@ -74,6 +74,8 @@ def test_lagrangian_maps_by_hand(repo):
     np.testing.assert_allclose(losses["kl"], 0.5 * (kl - 3.0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(metrics["kl_balanced"], kl.mean(), rtol=1e-5)
     np.testing.assert_allclose(metrics["beta"], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(metrics["kl_excess"], kl.mean() - objective.cfg.target_kl,
+                               rtol=1e-5, atol=1e-6)
     # the reward NLL is the world model's own loss
     reward_nll = 0.5 * (np.asarray(wm.reward(params, out.feats)) - np.asarray(batch.reward)) ** 2 \
         + 0.5 * math.log(2 * math.pi)

@@ -121,7 +121,9 @@ def test_prioritized_copies_write_their_own_priorities(mode):
     from rl.agents.rainbow import RainbowAgent, RainbowConfig
 
     spec = EnvSpec("tiny", (16, 16, 1), ActionSpec.categorical(3))
-    agent = SeedStack(RainbowAgent(RainbowConfig.tiny(), spec), SEEDS, update_mode=mode)
+    # "max": new rows at the running max (the official "one" keeps every max at 1)
+    agent = SeedStack(RainbowAgent(RainbowConfig.tiny(replay_new_priority="max"), spec), SEEDS,
+                      update_mode=mode)
     total = SEEDS * ENVS_PER_SEED
     replay = replay_lib.init(spec, total * 32, total, priority_groups=SEEDS)
     add = jax.jit(replay_lib.add)

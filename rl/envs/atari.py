@@ -11,8 +11,10 @@ Dopamine/rlpyt) or RGB.
 
 Life loss (``terminal_on_life_loss``, training only, as DER/SPR/Dopamine): a lost life ends the
 episode with ``terminated=True`` (the agent sees a terminal), but the game is not restarted: the
-next ``reset`` continues the same game from the current frame ("soft reset": no no-ops, the
-seed is ignored, ``info["soft_reset"]`` is True). A real game over or the frame cap gives a hard
+next ``reset`` continues the same game (a "soft reset": no no-ops, the seed is ignored,
+``info["soft_reset"]`` is True). ``life_loss_reset="noop"`` (default, SPR's rlpyt env) first
+plays one NOOP frame to leave the lost-life state (its reward dropped, as rlpyt's
+``_life_reset``) and observes that frame; ``"soft"`` returns the current frame unchanged. A real game over or the frame cap gives a hard
 reset (ROM reloaded with the new seed, then 0..``noop_max`` no-ops drawn from the seed). Every
 info carries ``life_loss``, ``game_over`` and ``game_return`` (the score of the whole game, NaN
 until the game ends), so an eval env (life loss off) and STORM-style agents, which store the
@@ -38,6 +40,7 @@ ATARI_100K_GAMES: tuple[str, ...] = (
 )
 SIZES = (64, 84)
 CONVENTIONS = ("spr", "storm")
+LIFE_LOSS_RESETS = ("noop", "soft")
 _SCREEN = (210, 160)
 
 
@@ -52,12 +55,14 @@ class AtariConfig:
     sticky_action_prob: float = 0.0     # ALE v5 default is 0.25 (STORM); DER/SPR use 0
     terminal_on_life_loss: bool = True  # training only; build the eval env with False
     noop_max: int = 30                  # 0..noop_max no-ops after each hard reset
+    life_loss_reset: str = "noop"       # after a life-loss terminal: one NOOP frame (rlpyt) | "soft"
     max_episode_frames: int = 108_000   # = 27k agent steps at frame skip 4
     full_action_space: bool = False
 
     def __post_init__(self):
         check_positive_int("frame_skip", self.frame_skip)
         check_choice("size", self.size, SIZES)
+        check_choice("life_loss_reset", self.life_loss_reset, LIFE_LOSS_RESETS)
         if not 0.0 <= self.sticky_action_prob <= 1.0:
             raise ValueError(f"sticky_action_prob must be in [0, 1], got {self.sticky_action_prob}")
         noop_max = self.noop_max
@@ -160,6 +165,11 @@ class AtariEnv:
         if self._ended_by_life_loss:
             self._ended_by_life_loss = False
             self._running = True
+            if self.config.life_loss_reset == "noop":
+                self._ale.act(self._actions[0])   # NOOP is first in both action sets
+                self._grab(self._screens[0])
+                self._obs = self._observation(self._screens[0])
+                self._lives = self._ale.lives()
             return self._obs, {**info, "soft_reset": True}
         self._env.reset(seed=seed)
         noops = int(np.random.default_rng(seed).integers(0, self.config.noop_max + 1))

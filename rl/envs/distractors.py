@@ -6,6 +6,17 @@ list of clip parameters drawn from a seeded generator; the ``train`` and ``test`
 different generator seeds and different palettes and disc counts, so a test clip is never a
 train clip. Frames are a pure function of (pool, clip index, time), so runs are deterministic.
 
+A second kind, ``NaturalDistractor`` (``distractor_pool="natural"``): grayscale crops of a
+natural photograph that drift smoothly, as RePo's grayscale natural videos. scikit-image
+(``skimage.data``) is not installed here and imageio's standard images download on first use
+(no network), so the source is the one natural photo an installed package ships: matplotlib's
+``sample_data/grace_hopper.jpg`` (US Navy portrait, public domain). The ``train`` pool crops
+the photo, ``test`` its mirror image along other paths: a small pool, and the two share
+content. Unlike the procedural clips, the stream is not restarted per episode: its phase comes
+from the env's first reset seed and then runs on across episodes, like a video playing behind
+the robot. (A resumed run rebuilds its envs, so its stream restarts from the restored episode's
+seed: the physics replays exactly, the backgrounds after a resume do not.)
+
 ``composite(frame, background_mask, backdrop)`` puts the backdrop where the mask is true (sky
 and floor, found with MuJoCo's segmentation rendering by ``background_mask``) and keeps the
 robot's pixels. ``appearance_shift`` changes the robot's colours and brightness (adaptation
@@ -18,6 +29,7 @@ import dataclasses
 import numpy as np
 
 POOLS = ("train", "test")
+KINDS = ("procedural", "natural")     # DMCEnv's distractor_pool
 APPEARANCE_SHIFTS = ("none", "color")
 POOL_SIZE = 32
 _POOL_SEEDS = {"train": 12345, "test": 67890}
@@ -116,3 +128,79 @@ class Distractor:
         frame = clip_frame(self._clip, self._t, self.size)
         self._t += 1
         return frame
+
+
+# ---------------------------------------------------------------------------- natural images
+_NATURAL_IMAGE = "grace_hopper.jpg"   # matplotlib's mpl-data/sample_data
+_ZOOM = 2          # the photo is scaled so its short side is _ZOOM crops: a crop shows 1/_ZOOM^2
+_PATHS = {"train": 12, "test": 34}   # generator seeds of each pool's crop paths
+
+
+def natural_image(pool: str, size: int) -> np.ndarray:
+    """The pool's grayscale photo as float32 ``[H, W]`` in [0, 1], short side ``_ZOOM * size``
+    (``test``: mirrored left-right)."""
+    import os
+
+    import matplotlib
+    from PIL import Image
+
+    if pool not in POOLS:
+        raise ValueError(f"distractor pool {pool!r}; valid: {list(POOLS)}")
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", _NATURAL_IMAGE)
+    with Image.open(path) as image:
+        gray = image.convert("L")      # ITU-R 601 luma, as RePo's grayscale videos
+        scale = _ZOOM * size / min(gray.size)
+        gray = gray.resize((round(gray.size[0] * scale), round(gray.size[1] * scale)),
+                           Image.Resampling.LANCZOS)
+        array = np.asarray(gray, np.float32) / 255.0
+    return array[:, ::-1].copy() if pool == "test" else array
+
+
+def _bounce(x: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """Positions on a straight path folded back into ``[0, span]`` (reflection at both ends)."""
+    span = np.asarray(span, np.float64)
+    folded = span - np.abs(span - np.mod(x, 2 * np.maximum(span, 1)))
+    return np.where(span > 0, folded, 0.0)
+
+
+class NaturalDistractor:
+    """Moving grayscale crops of a natural photo, one continuous stream per env.
+
+    The crop's top-left corner drifts at a constant velocity (0.4 - 1.2 px per frame on each
+    axis, per pool) and bounces off the photo's edges, so consecutive frames overlap like
+    video frames. The first ``reset(seed)`` sets the stream's phase from the seed; later resets
+    leave it running (see the module docstring)."""
+
+    def __init__(self, pool: str, size: int):
+        self.image = natural_image(pool, size)
+        self.size = size
+        rng = np.random.default_rng(_PATHS[pool])
+        self.velocity = rng.uniform(0.4, 1.2, 2) * rng.choice([-1.0, 1.0], 2)
+        self._t: int | None = None
+
+    def reset(self, seed: int) -> None:
+        if self._t is None:   # only the first episode picks the phase: the stream runs on
+            self._t = int(np.random.default_rng(seed).integers(100_000))
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` of the stream as uint8 ``[size, size, 3]`` (three equal channels)."""
+        height, width = self.image.shape
+        spans = np.array([height - self.size, width - self.size])
+        top, left = np.rint(_bounce(self.velocity * t, spans)).astype(int)
+        crop = self.image[top:top + self.size, left:left + self.size]
+        gray = (crop * 255.0 + 0.5).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+
+    def next_frame(self) -> np.ndarray:
+        if self._t is None:
+            raise RuntimeError("NaturalDistractor.reset(seed) must come before next_frame()")
+        frame = self.frame(self._t)
+        self._t += 1
+        return frame
+
+
+def make_distractor(kind: str, pool: str, size: int) -> "Distractor | NaturalDistractor":
+    """A distractor of ``kind`` (``KINDS``) from ``pool`` (``POOLS``)."""
+    if kind not in KINDS:
+        raise ValueError(f"distractor_pool={kind!r}; valid: {list(KINDS)}")
+    return Distractor(pool, size) if kind == "procedural" else NaturalDistractor(pool, size)

@@ -14,7 +14,9 @@ Conventions (DrQ-v2 / PlaNet):
 
 Distracted DMC (RePo's setting): ``distractor="train"|"test"`` replaces the background (sky and
 floor, from MuJoCo's segmentation rendering) every step with a frame of a procedural moving clip
-from that pool (``rl.envs.distractors``), chosen per episode from the reset seed.
+from that pool (``rl.envs.distractors``), chosen per episode from the reset seed;
+``distractor_pool="natural"`` uses moving grayscale crops of a natural photo instead, one
+stream that runs on across episodes.
 ``appearance_shift="color"`` recolours the robot (adaptation tests).
 """
 from __future__ import annotations
@@ -50,8 +52,10 @@ TASK_BY_NAME: dict[str, tuple[str, str]] = {f"{d}_{t}": (d, t) for d, t in DMC_T
 ALIASES: dict[str, str] = {"cup_catch": "ball_in_cup_catch"}  # PlaNet/Dreamer's name
 
 SIZES = (64, 84)
-CONVENTIONS = ("drqv2", "planet")
-DEFAULT_SIZE = {"drqv2": 84, "planet": 64}
+# dreamer: the Dreamer paper's protocol (action repeat 2 on every task, 64x64), not PlaNet's
+# per-task repeats that Dreamer-v1 numbers are often quoted under
+CONVENTIONS = ("drqv2", "planet", "dreamer")
+DEFAULT_SIZE = {"drqv2": 84, "planet": 64, "dreamer": 64}
 EPISODE_FRAMES = 1000
 _UNBOUNDED = 1e6  # bounds beyond this are treated as "no bounds" (lqr uses +-1e10)
 
@@ -70,10 +74,10 @@ def resolve_task(task_name: str) -> tuple[str, str]:
 
 
 def default_action_repeat(domain: str, task: str, convention: str = "drqv2") -> int:
-    """Per-task action repeat: DrQ-v2 uses 2 everywhere; PlaNet/Dreamer use cartpole 8,
-    finger_spin 2, walker 2 and 4 for everything else."""
+    """Per-task action repeat: DrQ-v2 and the Dreamer paper use 2 everywhere; PlaNet uses
+    cartpole 8, finger_spin 2, walker 2 and 4 for everything else."""
     check_choice("convention", convention, CONVENTIONS)
-    if convention == "drqv2":
+    if convention in ("drqv2", "dreamer"):
         return 2
     if domain == "cartpole":
         return 8
@@ -94,8 +98,10 @@ class DMCEnv:
     def __init__(self, task_name: str, *, size: int | None = None,
                  action_repeat: int | None = None, convention: str = "drqv2",
                  camera: int | None = None, episode_frames: int = EPISODE_FRAMES,
-                 distractor: str | None = None, appearance_shift: str = "none"):
+                 distractor: str | None = None, appearance_shift: str = "none",
+                 distractor_pool: str = "procedural"):
         check_choice("convention", convention, CONVENTIONS)
+        check_choice("distractor_pool", distractor_pool, distractors.KINDS)
         if distractor is not None:
             check_choice("distractor", distractor, distractors.POOLS)
         check_choice("appearance_shift", appearance_shift, distractors.APPEARANCE_SHIFTS)
@@ -116,7 +122,8 @@ class DMCEnv:
         camera = default_camera(domain) if camera is None else camera
         self._renderer = PixelRenderer(physics.model.ptr, size, size, camera)
         self.camera = self._renderer.camera
-        self._distractor = None if distractor is None else distractors.Distractor(distractor, size)
+        self._distractor = (None if distractor is None else
+                            distractors.make_distractor(distractor_pool, distractor, size))
         self._appearance_shift = appearance_shift
         self._masker = None
         if distractor is not None or appearance_shift != "none":

@@ -47,11 +47,12 @@ def make(name: str, *, size: int | None = None, action_repeat: int | None = None
     """One environment by name.
 
     - ``size``: image side; ``None`` picks the suite's default (dmc: 84 for the ``drqv2``
-      convention, 64 for ``planet``; atari: 84 grayscale for ``spr``, 64 RGB for ``storm``;
+      convention, 64 for ``planet`` and ``dreamer``; atari: 84 grayscale for ``spr``, 64 RGB for ``storm``;
       adroit 84; toy 32).
     - ``action_repeat``: ``None`` uses the convention (dmc: per-task table; atari: frame skip 4;
       adroit 2; toy 1).
-    - ``convention``: dmc ``"drqv2"`` (default) or ``"planet"``; atari ``"spr"`` (default, the
+    - ``convention``: dmc ``"drqv2"`` (default), ``"planet"`` (per-task repeat) or ``"dreamer"``
+      (repeat 2 everywhere, 64x64); atari ``"spr"`` (default, the
       DER/SPR Atari-100k protocol) or ``"storm"``; not used by adroit and toy.
     - ``suite_kwargs`` go to the suite's constructor (atari: ``AtariConfig`` fields, e.g.
       ``terminal_on_life_loss=False`` for an eval env; dmc: ``camera``, ``episode_frames``;

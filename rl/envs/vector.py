@@ -4,7 +4,8 @@
   that env (``is_first``, reward 0, discount 1); the action passed for it is ignored.
 - Seeds: episode ``k`` of env ``i`` is reset with ``seed_for(seed, i, k)``. ``reset()`` restarts
   that schedule at ``k = 0``, so the same ``VectorEnv`` gives the same episodes after every
-  ``reset()`` (an eval env reset at each evaluation sees the same episodes, resumed or not).
+  ``reset()`` (``reset(seed)`` moves to another schedule: each evaluation passes its own,
+  ``rl.evaluate.eval_reset_seed``, the same whether the run was resumed or not).
 - Restore: ``restore(episode_index, actions_per_env)`` rebuilds every env's state by resetting it
   with that episode's seed and replaying the actions taken since the episode's first step
   (exactly what a resumed run needs). Atari with ``terminal_on_life_loss`` continues a game across

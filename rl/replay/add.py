@@ -66,13 +66,18 @@ def add_timestep(state: ReplayState, ts: TimeStep, action: np.ndarray | jax.Arra
 
 
 def update_priorities(state: ReplayState, env_index: jax.Array, slot: jax.Array,
-                      priorities: jax.Array) -> ReplayState:
+                      priorities: jax.Array, track_max: bool = True) -> ReplayState:
     """Set the priority of sampled slots (jittable). Negative or non-finite priorities become 0
-    (never drawn again) rather than corrupting the sampling distribution."""
+    (never drawn again) rather than corrupting the sampling distribution.
+
+    ``track_max`` (static): raise the group's ``max_priority`` (what ``add`` gives new rows) to
+    these priorities; ``False`` leaves it at its initial 1 (rlpyt's fixed ``default_priority``).
+    """
     priorities = jnp.asarray(priorities, jnp.float32)
     priorities = jnp.where(jnp.isfinite(priorities), jnp.maximum(priorities, 0.0), 0.0)
     group = jnp.asarray(env_index) // (state.num_envs // state.max_priority.shape[0])
     return state.replace(
         priority=state.priority.at[env_index, slot].set(priorities),
-        max_priority=state.max_priority.at[group].max(priorities),
+        max_priority=(state.max_priority.at[group].max(priorities) if track_max
+                      else state.max_priority),
     )

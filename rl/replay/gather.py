@@ -11,25 +11,36 @@ import jax.numpy as jnp
 from rl.replay.state import ReplayState
 
 
+PADS = ("repeat", "zero")
+
+
 def gather_stack(state: ReplayState, env_index: jax.Array, slot: jax.Array,
-                 frame_stack: int) -> jax.Array:
+                 frame_stack: int, pad: str = "repeat") -> jax.Array:
     """``[B, H, W, Ch*S]`` uint8: frames ``slot-S+1 .. slot`` of each env, oldest first on channels.
 
-    Looking back stops at the episode's first frame and at the oldest written slot; the earliest
-    frame reached is repeated in the missing places (DrQ-v2 repeats the first frame at a reset).
+    Looking back stops at the episode's first frame and at the oldest written slot; the missing
+    places get the earliest frame reached (``pad="repeat"``: DrQ-v2 repeats the first frame at
+    a reset) or zeros (``"zero"``: rlpyt's frame buffer, SPR). ``rl.envs.frame_stack.push``
+    pads the acting stack the same two ways.
     """
     if not isinstance(frame_stack, int) or frame_stack < 1:
         raise ValueError(f"frame_stack must be a positive int, got {frame_stack!r}")
+    if pad not in PADS:
+        raise ValueError(f"pad={pad!r}; valid: {list(PADS)}")
     capacity = state.capacity_per_env
     age = (state.ptr - 1 - slot) % capacity
-    slots = [slot]                    # newest first
+    slots, inside = [slot], [jnp.ones(slot.shape, bool)]   # newest first
     current, newer, stopped = slot, slot, jnp.zeros(slot.shape, bool)
     for back in range(1, frame_stack):   # S is small and static
         stopped = stopped | state.is_first[env_index, newer] | (age + back >= state.size)
         newer = (slot - back) % capacity
         current = jnp.where(stopped, current, newer)
         slots.append(current)
+        inside.append(~stopped)
     frames = [state.obs[env_index, s] for s in reversed(slots)]
+    if pad == "zero":
+        frames = [jnp.where(ok.reshape(ok.shape + (1,) * (f.ndim - ok.ndim)), f, 0)
+                  for f, ok in zip(frames, reversed(inside))]
     return frames[0] if frame_stack == 1 else jnp.concatenate(frames, axis=-1)
 
 

@@ -38,19 +38,20 @@ def valid_sequence_starts(state: ReplayState, length: int) -> jax.Array:
 
 def sample_transitions(state: ReplayState, key: jax.Array, batch_size: int, n_step: int,
                        gamma: float | jax.Array, frame_stack: int,
-                       sampler: Sampler = uniform) -> Transitions:
+                       sampler: Sampler = uniform, pad: str = "repeat") -> Transitions:
     """n-step transitions ``(o_t, a_t, R^(m), gamma^m d_{t+m}, o_{t+m})`` that never cross an
-    episode: ``m = n_step`` unless the episode's last step comes first."""
+    episode: ``m = n_step`` unless the episode's last step comes first. ``pad``: how stacks
+    are filled before an episode's first frame (``gather_stack``)."""
     capacity = state.capacity_per_env
     _check_steps("n_step", n_step, capacity, capacity - 1)
     env_index, slot, prob = sample_starts(
         state, key, batch_size, valid_transition_starts(state, n_step), sampler)
-    return sample_transitions_at(state, env_index, slot, prob, n_step, gamma, frame_stack)
+    return sample_transitions_at(state, env_index, slot, prob, n_step, gamma, frame_stack, pad)
 
 
 def sample_transitions_at(state: ReplayState, env_index: jax.Array, slot: jax.Array,
                           prob: jax.Array, n_step: int, gamma: float | jax.Array,
-                          frame_stack: int) -> Transitions:
+                          frame_stack: int, pad: str = "repeat") -> Transitions:
     """The n-step transitions at given valid starts (``valid_transition_starts``)."""
     capacity = state.capacity_per_env
     ahead = gather_window(state, env_index, (slot + 1) % capacity, n_step,
@@ -59,11 +60,11 @@ def sample_transitions_at(state: ReplayState, env_index: jax.Array, slot: jax.Ar
                                       ahead["is_last"], gamma)
     next_slot = (slot + m) % capacity
     return Transitions(
-        obs=gather_stack(state, env_index, slot, frame_stack),
+        obs=gather_stack(state, env_index, slot, frame_stack, pad),
         action=state.action[env_index, (slot + 1) % capacity],
         reward=ret,
         discount=bootstrap,
-        next_obs=gather_stack(state, env_index, next_slot, frame_stack),
+        next_obs=gather_stack(state, env_index, next_slot, frame_stack, pad),
         env_index=env_index, slot=slot, prob=prob,
     )
 

@@ -35,8 +35,8 @@ def window_steps_in_episode(state: ReplayState, horizon: int) -> jax.Array:
 
 def sample_transition_windows(state: ReplayState, key: jax.Array, batch_size: int, n_step: int,
                               gamma: float | jax.Array, frame_stack: int, horizon: int,
-                              full_window: bool = True,
-                              sampler: Sampler = uniform) -> TransitionWindows:
+                              full_window: bool = True, sampler: Sampler = uniform,
+                              pad: str = "repeat") -> TransitionWindows:
     """A batch of n-step transitions with the ``horizon`` steps after each start; see the module."""
     capacity = state.capacity_per_env
     _check_steps("horizon", horizon, capacity, capacity - 1)
@@ -45,7 +45,8 @@ def sample_transition_windows(state: ReplayState, key: jax.Array, batch_size: in
     if full_window:
         valid = valid & steps_ok[..., -1]
     env_index, slot, prob = sample_starts(state, key, batch_size, valid, sampler)
-    transition = sample_transitions_at(state, env_index, slot, prob, n_step, gamma, frame_stack)
+    transition = sample_transitions_at(state, env_index, slot, prob, n_step, gamma, frame_stack,
+                                       pad)
     future_valid = steps_ok[env_index, slot]                                     # [B, K]
     actions = gather_window(state, env_index, (slot + 1) % capacity, horizon, fields=("action",))
     mask = future_valid.reshape(future_valid.shape + (1,) * (actions["action"].ndim - 2))
@@ -53,7 +54,7 @@ def sample_transition_windows(state: ReplayState, key: jax.Array, batch_size: in
     # The last in-episode step for each k (the stack at t itself when step t+1 is already out).
     last_ok = jnp.max(jnp.where(future_valid, ks, 0), axis=-1, keepdims=True)
     future_slot = (slot[:, None] + jnp.minimum(ks, last_ok)) % capacity
-    future_obs = jax.vmap(lambda s: gather_stack(state, env_index, s, frame_stack),
+    future_obs = jax.vmap(lambda s: gather_stack(state, env_index, s, frame_stack, pad),
                           in_axes=1, out_axes=1)(future_slot)
     return TransitionWindows(transition=transition,
                              actions=jnp.where(mask, actions["action"], 0.0),

@@ -7,7 +7,10 @@ SPR's augmentation (shift 4 + intensity 0.05) of every encoded stack in the upda
 1e-4, eps 1.5e-4) with the gradient norm clipped to 10; the target network a copy of the online
 one after every update; eps-greedy 1 -> 0 over 2001 agent steps on top of the noise when
 exploring, eps 0.001 and no noise in evaluation. The loop gives 2 updates per env step
-(``loop.updates_per_call=2``, fused with ``lax.scan``) after 1600 warm-up steps.
+(``loop.updates_per_call=2``, fused with ``lax.scan``) after 2000 warm-up steps (uniform random
+actions, SPR's ``min_steps_learn``). Switches against the official code (new replay rows at
+priority 1, the dueling head's 2^-1/2 gradient scale into the encoder, noisy bias sigma
+sigma0/sqrt(out), zero-padded frame stacks), official by default: docs/FAITHFULNESS.md, SPR.
 
 One ``update`` (mila-iqia/spr ``SPRCategoricalDQN.loss`` + rlpyt ``optimize_agent``):
   1. augment ``obs`` and ``next_obs`` (independent draws); one noise draw for the online
@@ -157,7 +160,7 @@ class RainbowAgent:
 
     def act(self, state: RainbowState, carry: Any, obs: jax.Array, is_first: jax.Array,
             key: jax.Array, step: jax.Array, explore: bool) -> tuple[jax.Array, Any]:
-        carry = frame_stack.push(carry, obs, is_first)
+        carry = frame_stack.push(carry, obs, is_first, self.cfg.frame_stack_pad)
         k_noise, k_coin, k_random = jax.random.split(key, 3)
         q = self.q_values(state.nets["online"], frame_stack.stacked(carry),
                           k_noise if explore else None)
@@ -176,11 +179,12 @@ class RainbowAgent:
         if horizon:
             batch = replay_lib.sample_transition_windows(
                 replay, key, cfg.batch_size, cfg.n_step, cfg.gamma, cfg.frame_stack, horizon,
-                full_window=False, sampler=self.sampler)
+                full_window=False, sampler=self.sampler, pad=cfg.frame_stack_pad)
             tr = batch.transition
         else:
             batch = tr = replay_lib.sample_transitions(replay, key, cfg.batch_size, cfg.n_step,
-                                                       cfg.gamma, cfg.frame_stack, self.sampler)
+                                                       cfg.gamma, cfg.frame_stack, self.sampler,
+                                                       pad=cfg.frame_stack_pad)
         if cfg.reward_clip:
             tr = clip_n_step_rewards(replay, tr, cfg.n_step, cfg.gamma, cfg.reward_clip)
         return batch.replace(transition=tr) if horizon else tr
@@ -195,7 +199,9 @@ class RainbowAgent:
         if not self.cfg.prioritized:
             return replay
         tr = _transition(batch)
-        return replay_lib.update_priorities(replay, tr.env_index, tr.slot, priorities)
+        # "one": the max is never raised, so new rows keep the buffer's initial priority 1
+        return replay_lib.update_priorities(replay, tr.env_index, tr.slot, priorities,
+                                            track_max=self.cfg.replay_new_priority == "max")
 
     def target_distribution(self, state: RainbowState, tr: Any, next_images: jax.Array,
                             online_key: jax.Array | None,

@@ -11,6 +11,11 @@ from typing import Any, Dict
 from rl.core.schedules import parse_schedule
 from rl.core.patch_conv import CONV_IMPLS, PADDINGS
 
+# the switches against the official code (docs/FAITHFULNESS.md, SPR): defaults are official
+NEW_PRIORITIES = ("one", "max")
+NOISY_BIAS_SIGMAS = ("out", "in")
+FRAME_STACK_PADS = ("zero", "repeat")
+
 
 @dataclasses.dataclass(frozen=True)
 class RainbowConfig:
@@ -44,6 +49,16 @@ class RainbowConfig:
     dueling: bool = True
     noisy: bool = True                   # factorised Gaussian noisy layers in the head
     noisy_sigma0: float = 0.5
+    # noisy bias sigma at init: sigma0 / sqrt(out_features) as SPR's NoisyLinear (Kaixhin's
+    # Rainbow) does, or "in": sigma0 / sqrt(in_features) as Fortunato et al. write it
+    noisy_bias_sigma: str = "out"
+    # gradient from the dueling head into the encoder scaled by this (rlpyt's dueling head:
+    # scale_grad(input, 2 ** -0.5), the two streams' gradients summing to ~one stream's);
+    # SPR's projection is not scaled. 1.0: unscaled
+    dueling_grad_scale: float = 2 ** -0.5
+    # frame-stack slots before an episode's first frame: "zero" (rlpyt zeroes them, also after
+    # a life loss) or "repeat" the first frame (DrQ-v2); acting and replay alike
+    frame_stack_pad: str = "zero"
     # target network: every `period` updates, target <- tau * online + (1 - tau) * target
     target_update_period: int = 1        # SPR: a copy after every update (BBF: EMA tau 0.005)
     target_tau: float = 1.0
@@ -51,6 +66,9 @@ class RainbowConfig:
     prioritized: bool = True
     per_alpha: float = 0.5
     per_beta_schedule: str = "linear(0.4,1.0,100000)"   # IS exponent, in agent steps
+    # priority of rows new to the replay: "one" (rlpyt's default_priority 1, SPR) or "max", the
+    # largest priority written so far (Schaul et al.; what this agent did before session 24)
+    replay_new_priority: str = "one"
     # exploration, in agent steps (on top of noisy nets); eval acts eps-greedy with eval_epsilon
     epsilon_schedule: str = "linear(1.0,0.0,2001)"
     eval_epsilon: float = 0.001
@@ -106,6 +124,15 @@ class RainbowConfig:
         if self.encoder_padding not in PADDINGS:
             raise ValueError(f"RainbowConfig.encoder_padding={self.encoder_padding!r}; valid: "
                              f"{list(PADDINGS)}")
+        choices = {"replay_new_priority": NEW_PRIORITIES, "noisy_bias_sigma": NOISY_BIAS_SIGMAS,
+                   "frame_stack_pad": FRAME_STACK_PADS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"RainbowConfig.{name}={getattr(self, name)!r}; valid: "
+                                 f"{list(valid)}")
+        if isinstance(self.dueling_grad_scale, bool) or not self.dueling_grad_scale > 0:
+            raise ValueError(f"RainbowConfig.dueling_grad_scale must be > 0, "
+                             f"got {self.dueling_grad_scale!r}")
         if self.conv not in CONV_IMPLS:
             raise ValueError(f"RainbowConfig.conv={self.conv!r}; valid: {list(CONV_IMPLS)}")
         for name in ("per_beta_schedule", "epsilon_schedule"):   # bad strings fail here

@@ -42,11 +42,13 @@ class NoisyDense(nn.Module):
     ``y = x (mu_W + sigma_W * outer(f(e_in), f(e_out))) + mu_b + sigma_b * f(e_out)``, one noise
     draw per call from the ``"noise"`` rng stream (shared by the batch). ``noisy=False`` gives
     the mean layer ``x mu_W + mu_b`` (evaluation, SPR's projection). ``sigma0=0``: a plain dense
-    layer with no noise parameters. Init: mu ~ U(+-1/sqrt(in)), sigma = sigma0 / sqrt(in).
+    layer with no noise parameters. Init: mu ~ U(+-1/sqrt(in)), sigma_W = sigma0 / sqrt(in),
+    sigma_b = sigma0 / sqrt(out) (``bias_sigma="out"``, SPR's NoisyLinear) or / sqrt(in).
     """
 
     features: int
     sigma0: float = 0.5
+    bias_sigma: str = "out"
 
     @nn.compact
     def __call__(self, x: jax.Array, noisy: bool = False) -> jax.Array:
@@ -57,14 +59,25 @@ class NoisyDense(nn.Module):
         y = x @ kernel + bias
         if self.sigma0 > 0:
             init = nn.initializers.constant(self.sigma0 / math.sqrt(fan_in))
+            bias_fan = self.features if self.bias_sigma == "out" else fan_in
             sigma_kernel = self.param("sigma_kernel", init, (fan_in, self.features))
-            sigma_bias = self.param("sigma_bias", init, (self.features,))
+            sigma_bias = self.param("sigma_bias",
+                                    nn.initializers.constant(self.sigma0 / math.sqrt(bias_fan)),
+                                    (self.features,))
             if noisy:
                 k_in, k_out = jax.random.split(self.make_rng("noise"))
                 eps_in, eps_out = _scaled_noise(k_in, fan_in), _scaled_noise(k_out, self.features)
                 # x (sigma_W * outer(e_in, e_out)) = ((x * e_in) sigma_W) * e_out
                 y = y + ((x * eps_in) @ sigma_kernel) * eps_out + sigma_bias * eps_out
         return y
+
+
+def scale_grad(x: jax.Array, scale: float) -> jax.Array:
+    """``x`` forward; its gradient multiplied by ``scale`` backward (rlpyt's ``scale_grad``)."""
+    if scale == 1.0:
+        return x
+    # x - stop_gradient(x) is exactly 0 forward, so the forward pass is bit-identical
+    return x + (scale - 1.0) * (x - jax.lax.stop_gradient(x))
 
 
 def dueling_logits(value: jax.Array, advantage: jax.Array) -> jax.Array:
@@ -106,9 +119,11 @@ class C51Head(nn.Module):
     hidden_dim: int = 256
     dueling: bool = True
     sigma0: float = 0.5
+    bias_sigma: str = "out"
+    grad_scale: float = 1.0          # on the latent's gradient through the Q path (dueling only)
 
     def setup(self) -> None:
-        dense = lambda n, name: NoisyDense(n, self.sigma0, name=name)
+        dense = lambda n, name: NoisyDense(n, self.sigma0, self.bias_sigma, name=name)
         self.advantage_hidden = dense(self.hidden_dim, "advantage_hidden")
         self.advantage_out = dense(self.num_actions * self.num_atoms, "advantage_out")
         if self.dueling:
@@ -117,6 +132,8 @@ class C51Head(nn.Module):
 
     def __call__(self, latent: jax.Array, noisy: bool = False) -> jax.Array:
         x = latent.reshape(latent.shape[0], -1)
+        if self.dueling:   # rlpyt scales only its dueling head's input gradient
+            x = scale_grad(x, self.grad_scale)
         batch = x.shape[0]
         advantage = self.advantage_out(nn.relu(self.advantage_hidden(x, noisy)), noisy)
         advantage = advantage.reshape(batch, self.num_actions, self.num_atoms)
@@ -166,7 +183,8 @@ class RainbowNetworks:
                           tuple(cfg.encoder_strides), cfg.encoder_padding, cfg.renormalize,
                           cfg.conv),
             C51Head(num_actions, cfg.num_atoms, cfg.hidden_dim, cfg.dueling,
-                    cfg.noisy_sigma0 if cfg.noisy else 0.0))
+                    cfg.noisy_sigma0 if cfg.noisy else 0.0, cfg.noisy_bias_sigma,
+                    cfg.dueling_grad_scale))
         self.support = jnp.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms, dtype=jnp.float32)
 
     def init(self, key: jax.Array, stacked_obs_shape: tuple[int, int, int]) -> Params:
