@@ -47,7 +47,7 @@ def curve_estimates(runs: Sequence[RunScore], reps: int = 2_000, seed: int = 0,
     from rliable import library as rly
     from rliable import metrics
 
-    from experiments.aggregate import numpy_seed
+    from experiments.estimates import numpy_seed
 
     curves = [dict(r.curve) for r in runs]
     frames = sorted(set().union(*curves))
@@ -143,7 +143,7 @@ def plot_profile(out: pathlib.Path, score_dict: dict[str, np.ndarray], xlabel: s
     from rliable import library as rly
     from rliable import plot_utils
 
-    from experiments.aggregate import numpy_seed
+    from experiments.estimates import numpy_seed
 
     top = max(float(np.max(m)) for m in score_dict.values())
     taus = np.linspace(min(0.0, min(float(np.min(m)) for m in score_dict.values())),
@@ -170,7 +170,7 @@ def iqm_curves(results: Sequence, runs: Sequence[RunScore], reps: int = 2_000, s
     from rliable import library as rly
     from rliable import metrics
 
-    from experiments.aggregate import numpy_seed
+    from experiments.estimates import numpy_seed
     from experiments.scores import seed_order
 
     out = {}

@@ -8,7 +8,7 @@ import pathlib
 from typing import Sequence
 
 from experiments import tables
-from experiments.aggregate import (METRICS, MethodResult, TaskCell, mean_ci,
+from experiments.estimates import (METRICS, MethodResult, TaskCell, mean_ci,
                                    published_point_estimates)
 from experiments.scores import RunScore, normalized_score
 from rl.envs import atari100k

@@ -37,13 +37,13 @@ def evaluate(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, k
     """Runs ``episodes`` full episodes per group with ``explore=False``; returns one stats dict
     per group (``summarise``) and env 0's frames (``play`` says which episodes count)."""
     played, video = play(agent, act, state, env, episodes, key, step, record_video, max_steps,
-                         groups)
+                         groups, reset_seed=reset_seed)
     return [summarise(group) for group in played], video
 
 
 def play(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, key: jax.Array,
          step: jax.Array, record_video: bool = False, max_steps: int = 10_000_000,
-         groups: int = 1, explore: bool = False
+         groups: int = 1, explore: bool = False, reset_seed: int | None = None
          ) -> tuple[list[dict[str, list[float]]], np.ndarray | None]:
     """Runs ``episodes`` full episodes per group; returns each group's per-episode ``return``,
     ``length`` (and ``success``) lists and env 0's frames of its first episode. ``explore``:

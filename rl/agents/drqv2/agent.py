@@ -53,7 +53,7 @@ from rl.core.objective import ObjectiveInputs, weigh
 from rl import modules as modules_lib
 from rl import replay as replay_lib
 from rl.agents import objectives as objectives_lib
-from rl.agents.drqv2.config import DrQV2Config
+from rl.agents.drqv2.config import DrQV2Config, PROVIDES
 from rl.agents.drqv2.losses import (TargetInputs, actor_loss, critic_loss, min_q_target,
                                     sample_target_action)
 from rl.agents.drqv2.networks import DrQV2Networks, make_networks
@@ -72,9 +72,6 @@ __all__ = ["DrQV2Agent", "DrQV2Config", "DrQV2State", "TargetInputs",
 Metrics = dict[str, jax.Array]
 Params = Any
 
-PROVIDES = frozenset({"activations", "noise_std", "value_target", "sample_weights:critic",
-                      "sample_weights:actor", "after_update"})
-modules_lib.declare_host("drqv2", PROVIDES)
 
 
 @flax.struct.dataclass

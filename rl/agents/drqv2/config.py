@@ -6,6 +6,13 @@ from typing import Any, Dict
 
 from rl.core.schedules import parse_schedule
 from rl.core.patch_conv import CONV_IMPLS
+from rl.modules.base import declare_host
+
+# the module call sites this agent offers (rl.modules.base.CALL_SITES), declared where its
+# config is, so a config is checked against them before the agent is imported
+PROVIDES = frozenset({"activations", "noise_std", "value_target", "sample_weights:critic",
+                      "sample_weights:actor", "after_update"})
+declare_host("drqv2", PROVIDES)
 
 ENCODER_DTYPES = ("float32", "bfloat16")
 
@@ -66,7 +73,6 @@ class DrQV2Config:
         can host."""
         from rl import modules
         from rl.agents import objectives
-        from rl.agents.drqv2.agent import PROVIDES
         from rl.core.nets import conv_encoder_output_size
 
         if env.discrete:

@@ -42,7 +42,7 @@ from rl.agents import composition
 from rl import actor_critic as ac
 from rl import modules as modules_lib
 from rl import replay as replay_lib
-from rl.agents.imagination.config import ImaginationConfig
+from rl.agents.imagination.config import ImaginationConfig, PROVIDES
 from rl.core import objective as objective_lib, world_model as world_model_lib
 from rl.core.types import EnvSpec
 from rl.imagination import ReturnNormalizer, lambda_returns
@@ -50,11 +50,6 @@ from rl.imagination import ReturnNormalizer, lambda_returns
 Params = Any
 Carry = Any
 # module call sites: the actor's activations on imagined states, exploration noise (acting), a
-# bonus on imagined rewards, per-start weights of the actor loss (``sample_weights:actor``,
-# [N] over the starts), after the update
-PROVIDES = frozenset({"activations", "noise_std", "intrinsic_reward", "sample_weights:actor",
-                      "after_update"})
-modules_lib.declare_host("imagination", PROVIDES)
 
 
 @struct.dataclass

@@ -22,6 +22,15 @@ from typing import Any
 
 from rl.actor_critic import ActorCriticConfig
 from rl.core import checks, objective as objective_lib, world_model as world_model_lib
+from rl.modules.base import declare_host
+
+# the module call sites this agent offers (rl.modules.base.CALL_SITES), declared where its
+# config is, so a config is checked against them before the agent is imported
+# bonus on imagined rewards, per-start weights of the actor loss (``sample_weights:actor``,
+# [N] over the starts), after the update
+PROVIDES = frozenset({"activations", "noise_std", "intrinsic_reward", "sample_weights:actor",
+                      "after_update"})
+declare_host("imagination", PROVIDES)
 
 RETURN_INDEXINGS = ("v1", "v3")
 
@@ -103,7 +112,6 @@ class ImaginationConfig:
         acts in discrete and continuous action spaces; every registered objective runs on a
         world model)."""
         from rl import modules
-        from rl.agents.imagination.agent import PROVIDES
 
         check = getattr(self.world_model, "validate", None)
         if check is not None:

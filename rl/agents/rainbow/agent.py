@@ -54,7 +54,7 @@ import optax
 
 from rl import replay as replay_lib
 from rl.core.schedules import parse_schedule
-from rl.agents.rainbow.config import RainbowConfig
+from rl.agents.rainbow.config import RainbowConfig, PROVIDES
 from rl.core.objective import ObjectiveInputs
 from rl import modules as modules_lib
 from rl.agents import objectives as objectives_lib
@@ -71,8 +71,6 @@ __all__ = ["PROVIDES", "RainbowAgent", "RainbowConfig", "RainbowState"]
 
 Metrics = dict[str, jax.Array]
 
-PROVIDES = frozenset({"sample_weights:c51", "after_update"})
-modules_lib.declare_host("rainbow", PROVIDES)
 
 
 @flax.struct.dataclass

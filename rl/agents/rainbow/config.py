@@ -10,6 +10,12 @@ from typing import Any, Dict
 
 from rl.core.schedules import parse_schedule
 from rl.core.patch_conv import CONV_IMPLS, PADDINGS
+from rl.modules.base import declare_host
+
+# the module call sites this agent offers (rl.modules.base.CALL_SITES), declared where its
+# config is, so a config is checked against them before the agent is imported
+PROVIDES = frozenset({"sample_weights:c51", "after_update"})
+declare_host("rainbow", PROVIDES)
 
 # the switches against the official code (docs/FAITHFULNESS.md, SPR): defaults are official
 NEW_PRIORITIES = ("one", "max")
@@ -147,7 +153,6 @@ class RainbowConfig:
         can host."""
         from rl import modules
         from rl.agents import objectives
-        from rl.agents.rainbow.agent import PROVIDES
         from rl.core.nets import conv_output_size
 
         if not env.discrete:
