@@ -26,6 +26,7 @@ from rl.evaluate import evaluate, make_report_fn
 from rl.logging import Logger
 from rl.loop_schedule import LoopSchedule
 from rl.progress import progress_bar
+from rl.sharding import Parallel
 from rl.throughput import Throughput
 from rl.trace import LoopTrace
 from rl.updates import learn_step, make_update_fn
@@ -118,7 +119,8 @@ class Trainer:
     def __init__(self, *, agent: Agent, env: Any, eval_env: Any, cfg: LoopConfig, seed: int,
                  logger: Logger | list[Logger], checkpointer: Checkpointer | None,
                  fingerprint: str = "", print_fn: Callable[[str], None] = print,
-                 seeds: SeedLayout | None = None, trace_dir: Optional[str] = None):
+                 seeds: SeedLayout | None = None, trace_dir: Optional[str] = None,
+                 parallel: Parallel | None = None):
         cfg.validate()
         self.seeds = seeds = seeds or SeedLayout(1, env.num_envs, eval_env.num_envs)
         if seeds != SeedLayout.of_envs(seeds.num_seeds, env.num_envs, eval_env.num_envs):
@@ -126,7 +128,9 @@ class Trainer:
                              f"({eval_env.num_envs} envs)")
         self.loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
         seeds.check_loggers(self.loggers)
-        self.agent = agent = seeds.wrap(agent, cfg.seed_updates)
+        # several devices (rl/sharding.py): identity with one
+        self.parallel = parallel or Parallel()
+        self.agent = agent = self.parallel.wrap(seeds.wrap(agent, cfg.seed_updates))
         self.env, self.eval_env, self.cfg = env, eval_env, cfg
         self.checkpointer, self.fingerprint = checkpointer, fingerprint
         self.print = print_fn
@@ -164,6 +168,7 @@ class Trainer:
                                    priority_groups=seeds.priority_groups),
             key=key,
             carry=jax.device_put(agent.initial_carry(seeds.total_envs), device))
+        self.state = self.parallel.place(self.state)
         self.loop = LoopState()
         self.timestep: TimeStep | None = None
         self._last_eval: dict[str, float] = {}
