@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from rl import sharding
 from rl.agents.seed_stack import SeedLayout
 from rl.core import checks
 from rl.loop import LoopConfig
@@ -213,6 +214,10 @@ class Config:
     # several processes on one GPU (hydra/launcher=parallel): allocate device memory on demand
     # instead of preallocating 75% of it per process (XLA_PYTHON_CLIENT_PREALLOCATE=false)
     share_device: bool = False
+    # several local GPUs (rl/sharding.py): 1 | auto (all) | N; parallel: auto (seeds when
+    # num_seeds > 1, else data) | seeds (copies spread over devices) | data (batch split)
+    devices: str = "1"
+    parallel: str = "auto"
 
 
 def agent_class(name: str) -> tuple[type, type]:
@@ -351,6 +356,8 @@ class RunConfig:
     action_repeat: int         # env.action_repeat, or the suite's/convention's default
     fingerprint: str           # of the checkpointed state's shapes (``fingerprint``)
     yaml: str = dataclasses.field(repr=False)   # <run_dir>/config.yaml: the resolved config
+    devices: str = "1"         # 1 | auto | N local devices (rl.sharding.make_parallel)
+    parallel: str = "auto"     # auto | seeds | data
 
     @property
     def seeds(self) -> SeedLayout:
@@ -491,6 +498,7 @@ def _resolved(cfg: DictConfig, fresh: bool) -> RunConfig:
         raise ValueError(f"device={cfg.device!r}; allowed: {', '.join(DEVICES)}")
     if cfg.num_seeds < 1:
         raise ValueError(f"num_seeds={cfg.num_seeds}; must be >= 1")
+    sharding.check_config(cfg.devices, cfg.parallel, cfg.num_seeds)
     agent_cfg = agent_config(cfg)
     env = _from_node(EnvConfig, cfg.env)
     agent_cfg.validate(env.validate())
@@ -506,4 +514,5 @@ def _resolved(cfg: DictConfig, fresh: bool) -> RunConfig:
                      logger=_from_node(LoggerConfig, cfg.logger), seed=cfg.seed,
                      experiment=cfg.experiment, num_seeds=cfg.num_seeds, resume=cfg.resume, run_dir=cfg.run_dir,
                      device=cfg.device, share_device=cfg.share_device, action_repeat=repeat,
-                     fingerprint=fingerprint(cfg), yaml=OmegaConf.to_yaml(cfg, resolve=True))
+                     fingerprint=fingerprint(cfg), yaml=OmegaConf.to_yaml(cfg, resolve=True),
+                     devices=str(cfg.devices), parallel=cfg.parallel)

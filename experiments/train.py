@@ -90,6 +90,9 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
 
     if run.device != "auto":
         jax.config.update("jax_platforms", "cpu" if run.device == "cpu" else "cuda")
+    from rl import sharding
+
+    sharding.initialize_distributed()   # several SLURM tasks: before the first array
     from rl.checkpoint import Checkpointer
     from rl.divergence import NonFiniteError
     from rl.loop import Trainer
@@ -120,7 +123,8 @@ def train(cfg: DictConfig | config_lib.RunConfig, overrides: Sequence[str] = ())
     trainer = Trainer(agent=agent, env=train_env, eval_env=eval_env, cfg=run.loop,
                       seed=run.seed, logger=loggers, checkpointer=checkpointer,
                       fingerprint=run.fingerprint, seeds=run.seeds, print_fn=log.info,
-                      trace_dir=str(run_dir / "trace"))
+                      trace_dir=str(run_dir / "trace"),
+                      parallel=sharding.make_parallel(run.devices, run.parallel, run.num_seeds))
     try:
         if resume_step is not None:
             trainer.restore()

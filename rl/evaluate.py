@@ -66,7 +66,9 @@ def play(agent: Agent, act: Callable, state: Any, env: Any, episodes: int, key: 
     envs_per_group = env.num_envs // groups
     ts = env.reset(reset_seed)
     # committed like everything the jitted act returns, so act compiles once, not per carry kind
-    carry = jax.device_put(agent.initial_carry(env.num_envs), jax.devices()[0])
+    # (on the agent's devices when it spans several: rl/sharding.py)
+    carry = jax.device_put(agent.initial_carry(env.num_envs),
+                           getattr(agent, "carry_sharding", jax.devices()[0]))
     stats = [{"return": [], "length": [], "success": []} for _ in range(groups)]
     position = np.arange(env.num_envs) % envs_per_group
     quota = episodes // envs_per_group + (position < episodes % envs_per_group)

@@ -31,6 +31,7 @@ from rl.loop_config import LoopConfig
 from rl.loop_schedule import LoopSchedule
 from rl.preemption import StopSignals
 from rl.progress import progress_bar
+from rl.sharding import Parallel
 from rl.throughput import Throughput
 from rl.trace import LoopTrace
 from rl.updates import learn_step, make_update_fn
@@ -82,7 +83,8 @@ class Trainer:
     def __init__(self, *, agent: Agent, env: Any, eval_env: Any, cfg: LoopConfig, seed: int,
                  logger: Logger | list[Logger], checkpointer: Checkpointer | None,
                  fingerprint: str = "", print_fn: Callable[[str], None] = print,
-                 seeds: SeedLayout | None = None, trace_dir: Optional[str] = None):
+                 seeds: SeedLayout | None = None, trace_dir: Optional[str] = None,
+                 parallel: Parallel | None = None):
         cfg.validate()
         self.seeds = seeds = seeds or SeedLayout(1, env.num_envs, eval_env.num_envs)
         if seeds != SeedLayout.of_envs(seeds.num_seeds, env.num_envs, eval_env.num_envs):
@@ -90,7 +92,9 @@ class Trainer:
                              f"({eval_env.num_envs} envs)")
         self.loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
         seeds.check_loggers(self.loggers)
-        self.agent = agent = seeds.wrap(agent, cfg.seed_updates)
+        # several devices (rl/sharding.py): identity with one
+        self.parallel = parallel or Parallel()
+        self.agent = agent = self.parallel.wrap(seeds.wrap(agent, cfg.seed_updates))
         self.env, self.eval_env, self.cfg = env, eval_env, cfg
         # the eval env's construction seed: evaluation k resets it under
         # eval_reset_seed(this, k) (fresh episodes per evaluation, the same after a resume)
@@ -134,6 +138,7 @@ class Trainer:
                                    priority_groups=seeds.priority_groups),
             key=key,
             carry=jax.device_put(agent.initial_carry(seeds.total_envs), device))
+        self.state = self.parallel.place(self.state)
         self.loop = LoopState()
         self._nonfinite_base = 0            # loop.nonfinite_updates of the checkpoint resumed
         # between two log rows: the latest update metrics and the finished episodes (both go
