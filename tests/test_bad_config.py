@@ -115,7 +115,7 @@ BAD = [
     (["+agent.world_model.name=storm"], r"agent=drqv2 has no world model .*agent=imagination"),
     (["env.convention=storm"], r"env.convention='storm' is not used by the 'toy' suite"),
     (["env=dmc/walker_walk", "env.convention=foo"],
-     r"env.convention='foo' is not allowed; choose one of \['drqv2', 'planet'\]"),
+     r"env.convention='foo' is not allowed; choose one of \['drqv2', 'planet', 'dreamer'\]"),
     ([*RAINBOW_ATARI, "env.convention=foo"], r"convention='foo' is not allowed; choose one of \['spr', 'storm'\]"),
     # ---- resume= that is not a run directory
     (["resume={tmp}/nothing"], r"resume='.*/nothing' is not a run directory .*does not exist.*resume=auto"),

@@ -163,7 +163,7 @@ def describe(name: str, *, size: int | None = None, action_repeat: int | None = 
     else:
         if convention is not None:
             raise ValueError(f"env.convention={convention!r} is not used by the {suite!r} "
-                             f"suite; leave it null (conventions: dmc drqv2|planet, atari "
+                             f"suite; leave it null (conventions: dmc drqv2|planet|dreamer, atari "
                              f"spr|storm)")
         if suite == "adroit":
             from rl.envs import adroit
