@@ -7,8 +7,9 @@ Runs are grouped as W&B groups them (``RunConfig.wandb_group``: experiment-env-m
 seeds of a sweep are one group). Offline (the default) writes what ``experiments.aggregate``
 writes (table, curves with CIs over seeds, profiles) and prints the ``wandb sync`` commands of
 the runs' offline W&B folders. ``--online`` needs the W&B report API (``pip install
-wandb-workspaces``) and a login; it saves one report with a panel grid per env: the groups'
-eval-return curves (mean over seeds, range = standard error) and a table of final returns.
+wandb-workspaces``; in the dev extra) and a login; it saves one report with a panel grid per
+env: the groups' eval-return curves (mean over seeds, range = standard error) and a run
+comparer.
 """
 from __future__ import annotations
 
@@ -74,8 +75,8 @@ def offline_sync_commands(runs: Sequence[RunInfo]) -> list[str]:
     return [f"wandb sync {folder}" for folder in folders]
 
 
-def push_online(spec: dict[str, Any]) -> str:
-    """Saves the report to W&B; returns its URL."""
+def build_report(spec: dict[str, Any]) -> Any:
+    """The W&B report of ``spec`` (``wandb_workspaces`` object; nothing is sent)."""
     try:
         import wandb_workspaces.reports.v2 as wr
     except ImportError as err:
@@ -85,13 +86,18 @@ def push_online(spec: dict[str, Any]) -> str:
     for grid in spec["grids"]:
         runset = wr.Runset(project=spec["project"], entity=spec["entity"] or "",
                            name=grid["env"], filters=f"Config('group') in {grid['groups']!r}",
-                           groupby=[wr.Config("group")])
+                           groupby=["run.group"])
         blocks += [wr.H2(grid["env"]), wr.PanelGrid(runsets=[runset], panels=[
             wr.LinePlot(title=f"{grid['env']}: {grid['y']}", x=grid["x"], y=[grid["y"]],
-                        groupby_aggfunc="mean", groupby_rangefunc="stderr"),
+                        groupby="Group", groupby_aggfunc="mean", groupby_rangefunc="stderr"),
             wr.RunComparer(diff_only="split")])]
-    report = wr.Report(project=spec["project"], entity=spec["entity"] or "",
-                       title=spec["title"], blocks=blocks)
+    return wr.Report(project=spec["project"], entity=spec["entity"] or "", title=spec["title"],
+                     blocks=blocks)
+
+
+def push_online(spec: dict[str, Any]) -> str:
+    """Saves the report to W&B (needs a login); returns its URL."""
+    report = build_report(spec)
     report.save()
     return report.url
 

@@ -56,6 +56,12 @@ def test_sweep_then_aggregate_writes_the_table_curves_and_profile(tmp_path):
     spec = report.report_spec(report.find_runs([str(sweep / "*")]))
     assert [g["groups"] for g in spec["grids"]] == [sorted(groups)]
     assert len(report.offline_sync_commands(report.find_runs([str(sweep / "*")]))) == 4
+    # the online report (built, not sent): a panel grid whose run set is the sweep's groups
+    model = json.dumps(report.build_report(spec)._to_model().model_dump(by_alias=True),
+                       default=str)
+    assert '"filters": [{"key": {"section": "config", "name": "group"}, "op": "IN", "value": ' \
+           + json.dumps(sorted(groups)) in model, model
+    assert '"grouping": [{"section": "run", "name": "group"}]' in model
 
     out = tmp_path / "report" / "toy"
     paths = agg.main([str(sweep), "--out", str(out), "--reps", "200", "--curve-reps", "100"])
