@@ -22,7 +22,15 @@ def pytest_collection_modifyitems(config, items):
     from the tail of a queue. Sorting the slow tests to the front would put all of them in
     worker 0's chunk, run one after the other; instead each worker's chunk starts with its
     share of them (longest first to the least loaded worker, by the ``minutes`` of their
-    ``slow`` marker) and ends with short tests that the other worker may steal."""
+    ``slow`` marker) and ends with short tests that the other worker may steal.
+
+    Tests marked ``extended`` (the objectives' own learning tests, RePo and TACO: ~20 min
+    more) run only when the ``-m`` expression names them (``-m extended``)."""
+    if "extended" not in (config.option.markexpr or ""):
+        dropped = [item for item in items if item.get_closest_marker("extended") is not None]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if item.get_closest_marker("extended") is None]
     workers = _num_workers(config)
     slow = [item for item in items if item.get_closest_marker("slow") is not None]
     if workers < 2 or not slow:
@@ -45,8 +53,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _minutes(item) -> float:
-    """A slow test's rough minutes on a 2-core CI machine (``@pytest.mark.slow(minutes=)``),
-    for balance only: CI prints the measured ones (``--durations``)."""
+    """A slow test's minutes on the 2-core CI machine beside the other worker
+    (``@pytest.mark.slow(minutes=)``, from CI's ``--durations``), for balance only."""
     return float(item.get_closest_marker("slow").kwargs.get("minutes", 1.0))
 
 

@@ -27,7 +27,7 @@ def _train(tmp_path, *overrides) -> dict:
     return json.loads((tmp_path / "final.json").read_text())
 
 
-@pytest.mark.slow(minutes=2)
+@pytest.mark.slow(minutes=6)
 def test_drqv2_learns_toy_reach(tmp_path):
     """The quickstart preset to 6k frames, where its exploration noise has decayed: seed 0 went
     30.3 (4k) -> 36.5 (6k), seed 1 reached 29.5 at 6k (random ~11)."""
@@ -36,7 +36,7 @@ def test_drqv2_learns_toy_reach(tmp_path):
     assert final["return"] > RANDOM_RETURN + 9, final
 
 
-@pytest.mark.slow(minutes=3)
+@pytest.mark.slow(minutes=6.5)
 def test_imagination_learns_toy_reach(tmp_path):
     """Dreamer-v1 (tiny) on the easier toy/reach of ``experiment=imagination_toy`` (big sprites,
     fixed goal): random ~15 per episode there, a policy that walks to the goal ~49."""
@@ -45,7 +45,8 @@ def test_imagination_learns_toy_reach(tmp_path):
     assert final["return"] > 15.0 + 9, final
 
 
-@pytest.mark.slow(minutes=7)
+@pytest.mark.extended   # 15 min on 2 cores beside another worker: opt-in (-m extended)
+@pytest.mark.slow(minutes=15)
 def test_repo_learns_toy_reach(tmp_path):
     """RePo (reward likelihood + KL budget, no reconstruction) on the imagination_toy task and
     sizes (``experiment=repo_toy``, 12k frames): random ~12-15 there. This command gave 34.3
@@ -59,7 +60,8 @@ def test_repo_learns_toy_reach(tmp_path):
     assert final["return"] > 15.0 + 5, final
 
 
-@pytest.mark.slow(minutes=7)
+@pytest.mark.extended   # 4.7 min on 2 cores beside another worker: opt-in (-m extended)
+@pytest.mark.slow(minutes=4.7)
 def test_taco_learns_toy_reach(tmp_path):
     """DrQ-v2 + TACO (``objective=taco``: critic on phi(a), K=3 windows, TACO's own Adam step)
     on the quickstart task, with a smaller batch and TACO head to fit the CPU budget."""

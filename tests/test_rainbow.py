@@ -453,7 +453,7 @@ def _train_toy(tmp_path, *extra) -> tuple[dict, dict]:
     return evals, final
 
 
-@pytest.mark.slow(minutes=1.5)
+@pytest.mark.slow(minutes=1)
 def test_rainbow_learns_toy_reach_discrete(tmp_path):
     """The real command line on toy/reach_discrete with a fixed goal, 2 updates per step
     (unfused: XLA:CPU runs convolutions slowly in a scan) for 2500 steps (~50 s on 2 cores).
@@ -465,7 +465,7 @@ def test_rainbow_learns_toy_reach_discrete(tmp_path):
     assert final["return"] > max(frozen, RANDOM_RETURN) + 12, (frozen, final)
 
 
-@pytest.mark.slow(minutes=2)
+@pytest.mark.slow(minutes=2.5)
 def test_spr_learns_toy_reach_discrete(tmp_path):
     """The same run with ``objective=spr`` (K=3 and a 16-channel transition model to fit the CPU
     budget: ~2 min on 2 cores): SPR's loss must not break learning, and the run must beat the

@@ -270,7 +270,7 @@ def test_world_model_objective_masks_and_gradients():
         representations.get("spr")(dataclasses.replace(WM_SPR, target_ema=0.99), wm)
 
 
-@pytest.mark.slow(minutes=0.5)   # ~10 s of compilation on a 2-core CPU
+@pytest.mark.slow(minutes=0.3)   # ~10 s of compilation on a 2-core CPU
 def test_imagination_agent_updates_with_spr():
     from rl.agents.imagination import ImaginationAgent
     from rl.agents.imagination.config import preset

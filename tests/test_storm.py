@@ -382,7 +382,7 @@ def _learn(updates: int = 300, seed: int = 0, steps: int = 400) -> dict:
     return result
 
 
-@pytest.mark.slow(minutes=0.5)
+@pytest.mark.slow(minutes=0.75)
 def test_storm_learns_toy_reach_discrete():
     """300 updates from random data, in a subprocess without the cheap-compile XLA flags (27 s
     on 2 CPU cores, 11 s with a warm compilation cache). Seeds 0-4 went: image loss 108-132 ->
