@@ -33,7 +33,7 @@ log = logging.getLogger("pixel_mbrl")
 LOG_FORMAT = "[%(asctime)s][%(levelname)s] %(message)s"
 
 
-def console_to_train_log(run_dir: pathlib.Path) -> logging.Handler | None:
+def console_to_train_log(run_dir: pathlib.Path) -> list[logging.Handler] | None:
     """Console output also goes to ``<run_dir>/train.log``. Under Hydra its job logging already
     writes both (``train.log`` in the output dir); called as a function (a notebook, a test)
     this adds a console handler and the file. Returns the handlers it added (to remove)."""

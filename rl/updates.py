@@ -40,7 +40,6 @@ def learn_step(agent: Agent, state: Any, replay: Any, key: jax.Array,
     return state, agent.write_priorities(replay, batch, priorities), metrics
 
 
-
 def make_update_fn(agent: Agent, updates_per_call: int, fused_sampling: bool,
                    fuse: bool = True, on_nonfinite: str = "off") -> Callable:
     """``(state, replay, key, step) -> (state, replay, metrics)``: ``updates_per_call`` updates
